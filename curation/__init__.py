@@ -1,0 +1,1 @@
+"""Document curation stages: each is a plain function or small class over one Arrow table."""

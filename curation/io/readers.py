@@ -1,0 +1,309 @@
+"""Readers: WARC, JSONL and Parquet files (any fsspec URL) to Arrow record batches.
+
+A reader yields `RawBatch`es: the good records as a table, and bad records as rejected rows
+with a `drop_reason` (quarantined by the caller). Problems with a whole file raise
+`InputFileError`, whose message is one line naming the file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from warcio.archiveiterator import ArchiveIterator
+from warcio.exceptions import ArchiveLoadFailed
+
+from curation.schema import CRAWL_DATE, DROP_REASON, ID, SOURCE, TEXT, URL, document_id
+
+log = logging.getLogger(__name__)
+
+WARC_SUFFIXES = (".warc", ".warc.gz")
+JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json.gz", ".jsonl.bz2")
+PARQUET_SUFFIXES = (".parquet",)
+
+#: Columns of a raw WARC batch (before extraction).
+CONTENT_TYPE = "content_type"
+PAYLOAD = "payload"
+RAW_WARC_SCHEMA = pa.schema(
+    [
+        pa.field(ID, pa.string(), nullable=False),
+        pa.field(URL, pa.string()),
+        pa.field(SOURCE, pa.string()),
+        pa.field(CRAWL_DATE, pa.string()),
+        pa.field(CONTENT_TYPE, pa.string()),
+        pa.field(PAYLOAD, pa.binary()),
+    ]
+)
+REJECTED_WARC_SCHEMA = RAW_WARC_SCHEMA.append(pa.field(DROP_REASON, pa.string()))
+REJECTED_LINE_SCHEMA = pa.schema(
+    [pa.field(ID, pa.string()), pa.field(SOURCE, pa.string()), pa.field("raw", pa.string()),
+     pa.field(DROP_REASON, pa.string())]
+)
+
+_GZIP_MAGIC = b"\x1f\x8b\x08"
+_WARC_MAGIC = b"WARC/1."
+
+
+class InputFileError(Exception):
+    """A whole input file cannot be read; the message names the file and the reason."""
+
+
+@dataclass(frozen=True)
+class RawBatch:
+    """Good records of one read step, and rejected records (with `drop_reason`)."""
+
+    table: pa.Table
+    rejected: pa.Table
+
+
+def input_format(path: str) -> str:
+    """'warc', 'jsonl' or 'parquet' from the file name; a clear error otherwise."""
+    lower = path.lower()
+    for fmt, suffixes in (("warc", WARC_SUFFIXES), ("jsonl", JSONL_SUFFIXES), ("parquet", PARQUET_SUFFIXES)):
+        if lower.endswith(suffixes):
+            return fmt
+    raise InputFileError(
+        f"{path}: unknown input format (expected one of "
+        f"{', '.join(WARC_SUFFIXES + JSONL_SUFFIXES + PARQUET_SUFFIXES)})"
+    )
+
+
+def expand_inputs(patterns: list[str]) -> list[str]:
+    """Expand paths, directories and globs (any fsspec URL) to a sorted list of input files.
+
+    A pattern that matches nothing is an error naming it: a typo must not curate zero files.
+    """
+    files: set[str] = set()
+    for pattern in patterns:
+        fs, _, paths = fsspec.get_fs_token_paths(pattern)
+        if not paths or not fs.exists(paths[0]):
+            raise InputFileError(f"{pattern}: no such file or directory")
+        for path in paths:
+            if fs.isdir(path):
+                found = [p for p in fs.find(path) if _is_input_name(p)]
+                if not found:
+                    raise InputFileError(f"{pattern}: directory holds no WARC, JSONL or Parquet files")
+                files.update(fs.unstrip_protocol(p) if _has_protocol(pattern) else p for p in found)
+            else:
+                files.add(fs.unstrip_protocol(path) if _has_protocol(pattern) else path)
+    return sorted(files)
+
+
+def _is_input_name(path: str) -> bool:
+    return path.lower().endswith(WARC_SUFFIXES + JSONL_SUFFIXES + PARQUET_SUFFIXES)
+
+
+def _has_protocol(pattern: str) -> bool:
+    return "://" in pattern
+
+
+def read_batches(path: str, *, source: str, batch_rows: int = 1000) -> Iterator[RawBatch]:
+    """Read any supported input file in batches of at most `batch_rows` records."""
+    fmt = input_format(path)
+    if fmt == "warc":
+        return read_warc(path, source=source, batch_rows=batch_rows)
+    if fmt == "jsonl":
+        return read_jsonl(path, source=source, batch_rows=batch_rows)
+    return read_parquet(path, source=source, batch_rows=batch_rows)
+
+
+# --------------------------------------------------------------------------------------- WARC
+
+
+def read_warc(path: str, *, source: str, batch_rows: int = 1000) -> Iterator[RawBatch]:
+    """Response records of a WARC file as raw batches (payload bytes, not yet decoded).
+
+    A broken record is counted as `broken_warc_record` and reading resumes at the next
+    record boundary (the next gzip member, or the next ``WARC/1.`` line); a file cut short
+    is counted as one `truncated_warc_record`.
+    """
+    rows: list[dict] = []
+    rejected: list[dict] = []
+    try:
+        fs, fs_path = fsspec.core.url_to_fs(path)
+        size = fs.size(fs_path)
+        with fs.open(fs_path, "rb") as handle:
+            gzipped = path.lower().endswith(".gz")
+            for item in _iter_warc_resyncing(handle, gzipped=gzipped, size=size, path=path):
+                offset, record_or_reason = item
+                if isinstance(record_or_reason, str):
+                    rejected.append(_rejected_warc_row(path, offset, source, record_or_reason))
+                else:
+                    rows.append(_warc_row(path, offset, source, record_or_reason))
+                if len(rows) + len(rejected) >= batch_rows:
+                    yield _warc_batch(rows, rejected)
+                    rows, rejected = [], []
+    except FileNotFoundError as err:
+        raise InputFileError(f"{path}: no such file") from err
+    except OSError as err:  # e.g. not a gzip file at all
+        raise InputFileError(f"{path}: cannot read WARC ({err})") from err
+    if rows or rejected:
+        yield _warc_batch(rows, rejected)
+
+
+def _iter_warc_resyncing(handle, *, gzipped: bool, size: int, path: str):
+    """Yield (offset, record-fields | drop reason), resynchronising after broken records."""
+    start = 0
+    while True:
+        handle.seek(start)
+        iterator = ArchiveIterator(handle, no_record_parse=False, check_digests=False)
+        try:
+            for record in iterator:
+                if record.rec_type != "response":
+                    continue
+                fields = _response_fields(record)  # before get_record_offset(), which skips the body
+                # warcio yields a record cut short by the end of the file without complaint;
+                # bytes still owed by its Content-Length give it away.
+                cut_short = getattr(record.raw_stream, "limit", 0) > 0
+                yield start + iterator.get_record_offset(), "truncated_warc_record" if cut_short else fields
+        except (ArchiveLoadFailed, ValueError, EOFError, OSError) as err:
+            broken_at = start + iterator.offset  # start of the record that failed
+            log.warning("%s: broken WARC record at byte %d (%s); skipping to the next record",
+                        path, broken_at, str(err).splitlines()[0][:120])
+            yield broken_at, "broken_warc_record"
+            resume = _next_record_start(handle, broken_at + 1, gzipped=gzipped)
+            if resume is None:
+                return
+            start = resume
+            continue
+        end = start + iterator.offset
+        if end < size:
+            log.warning("%s: file ends inside a record (read %d of %d bytes)", path, end, size)
+            yield end, "truncated_warc_record"
+        return
+
+
+def _next_record_start(handle, position: int, *, gzipped: bool, chunk: int = 1 << 20) -> int | None:
+    magic = _GZIP_MAGIC if gzipped else _WARC_MAGIC
+    handle.seek(position)
+    carry = b""
+    base = position
+    while True:
+        block = handle.read(chunk)
+        if not block:
+            return None
+        data = carry + block
+        found = data.find(magic)
+        if found >= 0:
+            return base - len(carry) + found
+        carry = data[-(len(magic) - 1):]
+        base += len(block)
+
+
+def _response_fields(record) -> dict:
+    payload = record.content_stream().read()
+    content_type = record.http_headers.get_header("Content-Type") if record.http_headers else None
+    return {
+        URL: record.rec_headers.get_header("WARC-Target-URI"),
+        CRAWL_DATE: record.rec_headers.get_header("WARC-Date"),
+        CONTENT_TYPE: content_type,
+        PAYLOAD: payload,
+    }
+
+
+def _warc_row(path: str, offset: int, source: str, fields: dict) -> dict:
+    return {ID: document_id(path, offset), SOURCE: source, **fields}
+
+
+def _rejected_warc_row(path: str, offset: int, source: str, reason: str) -> dict:
+    return {ID: document_id(path, offset), URL: None, SOURCE: source, CRAWL_DATE: None,
+            CONTENT_TYPE: None, PAYLOAD: None, DROP_REASON: reason}
+
+
+def _warc_batch(rows: list[dict], rejected: list[dict]) -> RawBatch:
+    return RawBatch(
+        table=pa.Table.from_pylist(rows, schema=RAW_WARC_SCHEMA),
+        rejected=pa.Table.from_pylist(rejected, schema=REJECTED_WARC_SCHEMA),
+    )
+
+
+# -------------------------------------------------------------------------------------- JSONL
+
+
+def read_jsonl(path: str, *, source: str, batch_rows: int = 1000) -> Iterator[RawBatch]:
+    """JSON lines with a `text` field (and optionally `id`, `url`, ...; others carried along).
+
+    Lines that are not JSON objects are `bad_json`; objects without a string `text` are
+    `missing_text`; both are quarantined with the raw line.
+    """
+    rows: list[dict] = []
+    rejected: list[dict] = []
+    try:
+        with fsspec.open(path, "rb", compression="infer") as handle:
+            line_no = 0
+            # Some decompressors (zstd) read but do not iterate lines; buffering adds that.
+            for line_no, raw in enumerate(io.BufferedReader(handle)):
+                _parse_jsonl_line(path, line_no, raw, source, rows, rejected)
+                if len(rows) + len(rejected) >= batch_rows:
+                    yield _jsonl_batch(rows, rejected)
+                    rows, rejected = [], []
+    except FileNotFoundError as err:
+        raise InputFileError(f"{path}: no such file") from err
+    except (OSError, EOFError) as err:
+        if rows or rejected:
+            yield _jsonl_batch(rows, rejected)
+        raise InputFileError(f"{path}: cannot read past line {line_no + 1} ({err})") from err
+    if rows or rejected:
+        yield _jsonl_batch(rows, rejected)
+
+
+def _parse_jsonl_line(path: str, line_no: int, raw: bytes, source: str,
+                      rows: list[dict], rejected: list[dict]) -> None:
+    if not raw.strip():
+        return  # blank lines are not records
+    row_id = document_id(path, line_no)
+    try:
+        record = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        record = None
+    if not isinstance(record, dict):
+        rejected.append({ID: row_id, SOURCE: source, "raw": raw.decode("utf-8", "replace")[:65536],
+                         DROP_REASON: "bad_json"})
+        return
+    if not isinstance(record.get(TEXT), str):
+        rejected.append({ID: str(record.get(ID) or row_id), SOURCE: source,
+                         "raw": raw.decode("utf-8", "replace")[:65536], DROP_REASON: "missing_text"})
+        return
+    record[ID] = str(record[ID]) if record.get(ID) is not None else row_id
+    record.setdefault(SOURCE, source)
+    rows.append(record)
+
+
+def _jsonl_batch(rows: list[dict], rejected: list[dict]) -> RawBatch:
+    table = pa.Table.from_pylist(rows) if rows else pa.table({ID: pa.array([], pa.string()),
+                                                              TEXT: pa.array([], pa.string())})
+    return RawBatch(table=table, rejected=pa.Table.from_pylist(rejected, schema=REJECTED_LINE_SCHEMA))
+
+
+# ------------------------------------------------------------------------------------ Parquet
+
+
+def read_parquet(path: str, *, source: str, batch_rows: int = 1000) -> Iterator[RawBatch]:
+    """Parquet with a string `text` column; `id` is made when absent; other columns carried."""
+    try:
+        parquet_file = pq.ParquetFile(fsspec.open(path, "rb").open())
+    except FileNotFoundError as err:
+        raise InputFileError(f"{path}: no such file") from err
+    except (OSError, pa.ArrowInvalid) as err:
+        raise InputFileError(f"{path}: not a readable Parquet file ({err})") from err
+    schema = parquet_file.schema_arrow
+    if TEXT not in schema.names:
+        raise InputFileError(f"{path}: no '{TEXT}' column (columns: {', '.join(schema.names)})")
+    if not pa.types.is_string(schema.field(TEXT).type) and not pa.types.is_large_string(schema.field(TEXT).type):
+        raise InputFileError(f"{path}: column '{TEXT}' has type {schema.field(TEXT).type}, expected string")
+    first_row = 0
+    for batch in parquet_file.iter_batches(batch_size=batch_rows):
+        table = pa.Table.from_batches([batch])
+        if ID not in table.column_names:
+            ids = [document_id(path, first_row + i) for i in range(table.num_rows)]
+            table = table.add_column(0, ID, pa.array(ids, pa.string()))
+        if SOURCE not in table.column_names:
+            table = table.append_column(SOURCE, pa.array([source] * table.num_rows, pa.string()))
+        first_row += table.num_rows
+        yield RawBatch(table=table, rejected=pa.Table.from_pylist([], schema=REJECTED_LINE_SCHEMA))

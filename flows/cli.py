@@ -1,0 +1,167 @@
+"""The `ccforge` command line. Every command exits non-zero with a one-line reason on bad input."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+# The embedded Prefect API starts a local server per process; on 2 busy cores that can take
+# longer than Prefect's default allowance.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+log = logging.getLogger("ccforge")
+
+
+class UserError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+def _add_dask_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scheduler", help="address of an existing Dask scheduler (tcp://host:8786); "
+                        "default: $DASK_SCHEDULER_ADDRESS, else a LocalCluster")
+    parser.add_argument("--workers", type=int, help="LocalCluster worker processes (default 2)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ccforge", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    quick = commands.add_parser("quickstart", help="build a sample crawl and curate it end to end")
+    quick.add_argument("--workdir", default="quickstart-work", help="where everything is written")
+    quick.add_argument("--max-records", type=int, default=6000, help="sample crawl size (pages)")
+    _add_dask_args(quick)
+
+    sample = commands.add_parser("sample-corpus", help="write Common-Crawl-like WARC files from local docs")
+    sample.add_argument("out_dir")
+    sample.add_argument("--max-records", type=int, default=6000)
+    sample.add_argument("--num-files", type=int, default=8)
+    sample.add_argument("--seed", type=int, default=0)
+
+    curate = commands.add_parser("curate", help="run the curation flow (Prefect + Dask)")
+    curate.add_argument("config", nargs="?", help="YAML config (see examples/curate.yaml)")
+    curate.add_argument("--input", nargs="+", help="input files, directories or globs (fsspec URLs)")
+    curate.add_argument("--source", help="dataset name for --input (default: directory name)")
+    curate.add_argument("--workdir", help="output directory (default from config: work)")
+    curate.add_argument("--stages", help="comma-separated subset, e.g. extract,langid")
+    curate.add_argument("--strict", action="store_true", default=None, help="stop at the first bad file")
+    _add_dask_args(curate)
+
+    stage = commands.add_parser("stage", help="run one curation stage alone (no Prefect)")
+    stage.add_argument("name", help="extract, langid, exact-dedup or heuristics")
+    stage.add_argument("--input", nargs="+", required=True)
+    stage.add_argument("--output", required=True, help="directory for shards, stats.json, _SUCCESS")
+    stage.add_argument("--config", help="curate YAML whose section for this stage is used")
+    _add_dask_args(stage)
+
+    model = commands.add_parser("model", help="model presets")
+    model_commands = model.add_subparsers(dest="model_command", required=True, metavar="SUBCOMMAND")
+    info = model_commands.add_parser("info", help="total and active parameters of a preset")
+    info.add_argument("preset")
+    return parser
+
+
+def _curate_overrides(args: argparse.Namespace) -> dict:
+    overrides: dict = {"workdir": args.workdir, "strict": args.strict}
+    if args.input:
+        overrides["inputs"] = [{"path": p, "source": args.source} for p in args.input]
+    if args.stages:
+        overrides["stages"] = [s.strip() for s in args.stages.split(",") if s.strip()]
+    dask = {k: v for k, v in (("scheduler", args.scheduler), ("workers", args.workers)) if v is not None}
+    return overrides | ({"dask": dask} if dask else {})
+
+
+def cmd_curate(args: argparse.Namespace) -> None:
+    from flows.config import load_curate_config
+    from flows.curate import curate
+
+    config = load_curate_config(args.config, **_curate_overrides(args))
+    curate(config)
+    print(f"curated shards: {Path(config.workdir) / 'curated'}  report: {Path(config.workdir) / 'report.md'}")
+
+
+def cmd_stage(args: argparse.Namespace) -> None:
+    from flows.config import CURATION_STAGES, load_curate_config
+    from flows.curate import resolve_inputs, run_stage
+    from flows.engine import dask_client, fingerprint_files
+    from flows.report import funnel_markdown
+
+    if args.name not in CURATION_STAGES:
+        raise UserError(f"unknown stage {args.name!r}; choose from {', '.join(CURATION_STAGES)}")
+    config = load_curate_config(args.config, inputs=[{"path": p} for p in args.input])
+    inputs = resolve_inputs(config)
+    with dask_client(args.scheduler, workers=args.workers or config.dask.workers) as client:
+        stats, _ = run_stage(client, args.name, config, inputs, fingerprint_files([p for p, _ in inputs]),
+                             Path(args.output))
+    print(funnel_markdown([stats]))
+
+
+def cmd_sample_corpus(args: argparse.Namespace) -> None:
+    from curation.sample_corpus import build_sample_corpus
+
+    report = build_sample_corpus(args.out_dir, max_records=args.max_records, num_files=args.num_files,
+                                 seed=args.seed)
+    print(report.summary())
+
+
+def cmd_quickstart(args: argparse.Namespace) -> None:
+    from curation.sample_corpus import build_sample_corpus
+    from flows.config import load_curate_config
+    from flows.curate import curate
+
+    started = time.perf_counter()
+    workdir = Path(args.workdir)
+    crawl_dir = workdir / "crawl"
+    report = build_sample_corpus(crawl_dir, max_records=args.max_records)
+    print(report.summary())
+    config = load_curate_config(None, inputs=[{"path": str(crawl_dir), "source": "sample-crawl"}],
+                                workdir=str(workdir / "curation"),
+                                dask={k: v for k, v in (("scheduler", args.scheduler),
+                                                        ("workers", args.workers)) if v is not None})
+    curate(config)
+    print(f"\nquickstart finished in {time.perf_counter() - started:.0f} s")
+    print(f"  sample crawl (WARC):   {crawl_dir}")
+    print(f"  curated Parquet:       {workdir / 'curation' / 'curated'}")
+    print(f"  funnel and languages:  {workdir / 'curation' / 'report.md'}")
+    print(f"  per-stage counts:      {workdir / 'curation' / 'stats.json'}")
+
+
+def cmd_model(args: argparse.Namespace) -> None:
+    from training.model import format_model_info
+
+    try:
+        print(format_model_info(args.preset))
+    except KeyError as err:
+        raise UserError(str(err).strip("'\"")) from err
+
+
+COMMANDS = {"quickstart": cmd_quickstart, "sample-corpus": cmd_sample_corpus, "curate": cmd_curate,
+            "stage": cmd_stage, "model": cmd_model}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    from curation.io.readers import InputFileError
+    from flows.config import ConfigError
+    from flows.engine import StageFailed
+
+    try:
+        COMMANDS[args.command](args)
+    except (UserError, ConfigError, InputFileError, FileNotFoundError) as err:
+        print(f"ccforge {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except ValueError as err:
+        print(f"ccforge {args.command}: error: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 2
+    except StageFailed as err:
+        print(f"ccforge {args.command}: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

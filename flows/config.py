@@ -1,0 +1,82 @@
+"""The curate YAML config: one pydantic model over the stages' own dataclass configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from curation.exact_dedup import ExactDedupConfig
+from curation.extract import ExtractConfig
+from curation.heuristics import HeuristicsConfig
+from curation.langid import LangIdConfig
+
+#: Stages in the order the curate flow runs them (Nemotron-CC: dedup before filtering).
+CURATION_STAGES = ("extract", "langid", "exact-dedup", "heuristics")
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message is one line naming file and field."""
+
+
+class InputSpec(BaseModel):
+    """Files to curate: a path, directory or glob (any fsspec URL) and its dataset name."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str
+    source: str | None = None  # default: the name of the directory holding the files
+
+
+class DaskSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    scheduler: str | None = None  # tcp://host:8786 of an existing cluster; None starts a LocalCluster
+    workers: int = Field(default=2, ge=1)
+    threads_per_worker: int = Field(default=1, ge=1)
+    memory_limit: str = "auto"
+
+
+class CurateConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    inputs: list[InputSpec] = Field(default_factory=list)
+    workdir: str = "work"
+    stages: list[str] = Field(default_factory=lambda: list(CURATION_STAGES))
+    strict: bool = False  # stop at the first unreadable input file instead of reporting it
+    keep_rejects: bool = False  # write every dropped row to <stage>/rejected/, not only bad input
+    batch_rows: int = Field(default=1000, ge=1)
+    dask: DaskSettings = Field(default_factory=DaskSettings)
+    extract: ExtractConfig = Field(default_factory=ExtractConfig)
+    langid: LangIdConfig = Field(default_factory=LangIdConfig)
+    exact_dedup: ExactDedupConfig = Field(default_factory=ExactDedupConfig)
+    heuristics: HeuristicsConfig = Field(default_factory=HeuristicsConfig)
+
+    @field_validator("stages")
+    @classmethod
+    def _known_stages(cls, stages: list[str]) -> list[str]:
+        unknown = [s for s in stages if s not in CURATION_STAGES]
+        if unknown:
+            raise ValueError(f"unknown stage(s) {unknown}; choose from {list(CURATION_STAGES)}")
+        if not stages:
+            raise ValueError("stages is empty")
+        return sorted(set(stages), key=CURATION_STAGES.index)
+
+
+def load_curate_config(path: str | Path | None, **overrides: object) -> CurateConfig:
+    """Read YAML (or defaults when `path` is None), apply non-None overrides, validate."""
+    data: dict = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError as err:
+            raise ConfigError(f"{path}: no such config file") from err
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from err
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return CurateConfig.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path or 'config'}: {where}: {first['msg']}") from err

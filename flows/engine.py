@@ -1,0 +1,213 @@
+"""Dask execution of stages: one task per shard, a shuffle for global stages, resumable.
+
+A stage directory is finished when its `_SUCCESS` holds the current stage key (a hash of
+the stage's config and its inputs' fingerprint). An unfinished one is resumed shard by
+shard; one left by a different key is cleared first, so stale shards never mix in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dask.dataframe as dd
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from distributed import Client, LocalCluster, as_completed
+
+from curation.exact_dedup import (
+    DUPLICATES_SCHEMA, HASH, HASHES_SCHEMA, ROW, SHARD, ExactDedupConfig, ExactDuplicateFilter,
+    find_duplicates, hash_documents,
+)
+from curation.io.readers import read_batches
+from curation.io.writers import remove_temp_files, write_json_atomic, write_table_atomic
+from curation.shards import ShardTask, run_shard
+from curation.stage import Stage, StageStats
+
+log = logging.getLogger("ccforge")
+
+SUCCESS = "_SUCCESS"
+STAGE_KEY_FILE = "_STAGE_KEY"
+
+
+class StageFailed(RuntimeError):
+    """A stage could not finish; the message names the stage and the input that failed."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StageRun:
+    """Where a stage reads and writes, and how strictly."""
+
+    name: str
+    inputs: list[tuple[str, str]]  # (path, source) in a fixed order: the shard index is the position
+    output_dir: Path
+    stage_key: str
+    keep_rejects: bool = False
+    strict: bool = False
+    batch_rows: int = 1000
+
+
+@contextmanager
+def dask_client(scheduler: str | None = None, *, workers: int = 2, threads_per_worker: int = 1,
+                memory_limit: str = "auto") -> Iterator[Client]:
+    """A client on `scheduler` (or $DASK_SCHEDULER_ADDRESS), else on a fresh LocalCluster."""
+    address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    if address:
+        with Client(address) as client:
+            yield client
+        return
+    with LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
+                      memory_limit=memory_limit, dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client
+
+
+def stage_key(name: str, config: object, input_fingerprint: str) -> str:
+    config_data = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
+    payload = json.dumps({"stage": name, "config": config_data, "inputs": input_fingerprint},
+                         sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def fingerprint_files(paths: list[str]) -> str:
+    """Paths, sizes and modification times of input files: changes when any input changes."""
+    entries = []
+    for path in paths:
+        fs, fs_path = fsspec.core.url_to_fs(path)
+        info = fs.info(fs_path)
+        entries.append([path, info.get("size"), str(info.get("mtime") or info.get("LastModified") or "")])
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:32]
+
+
+def finished_stage(output_dir: Path, key: str) -> StageStats | None:
+    success = output_dir / SUCCESS
+    if success.exists() and json.loads(success.read_text()).get("stage_key") == key:
+        return StageStats.from_dict(json.loads((output_dir / "stats.json").read_text()))
+    return None
+
+
+def prepare_stage_dir(output_dir: Path, key: str) -> None:
+    """Resume a directory of the same key; clear one of another key; drop killed writes."""
+    key_file = output_dir / STAGE_KEY_FILE
+    if output_dir.exists() and (not key_file.exists() or key_file.read_text() != key):
+        shutil.rmtree(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    key_file.write_text(key)
+    removed = remove_temp_files(output_dir)
+    if removed:
+        log.info("%s: removed %d partial files from an interrupted run", output_dir.name, removed)
+
+
+def output_shards(output_dir: Path) -> list[str]:
+    return sorted(str(p) for p in output_dir.glob("part-*.parquet"))
+
+
+def run_partition_stage(client: Client, run: StageRun, make_stage: Callable[[], Stage],
+                        progress: Callable[[str], None] = log.info) -> StageStats:
+    """Map a per-partition stage over every input shard on the cluster.
+
+    `make_stage` is called on the worker (it may load a model there, once per shard).
+    """
+    done = finished_stage(run.output_dir, run.stage_key)
+    if done is not None:
+        progress(f"{run.name}: finished earlier, skipped")
+        return done
+    started = time.perf_counter()
+    prepare_stage_dir(run.output_dir, run.stage_key)
+    total = _map_shards(client, run, [make_stage] * len(run.inputs), progress)
+    total.seconds = time.perf_counter() - started
+    return _finish_stage(run, total)
+
+
+def _build_and_run_shard(make_stage: Callable[[], Stage], task: ShardTask) -> StageStats:
+    return run_shard(make_stage(), task)
+
+
+def _map_shards(client: Client, run: StageRun, stage_makers: list[Callable[[], Stage]],
+                progress: Callable[[str], None]) -> StageStats:
+    tasks = [ShardTask(stage_key=run.stage_key, input_path=path, source=source,
+                       output_dir=str(run.output_dir), index=i, keep_rejects=run.keep_rejects,
+                       strict=run.strict, batch_rows=run.batch_rows)
+             for i, (path, source) in enumerate(run.inputs)]
+    futures = {client.submit(_build_and_run_shard, maker, task, pure=False): task
+               for maker, task in zip(stage_makers, tasks)}
+    total = StageStats(name=run.name)
+    for finished, future in enumerate(as_completed(futures), start=1):
+        task = futures[future]
+        try:
+            total = total + future.result()
+        except Exception as err:
+            client.cancel(list(futures))
+            raise StageFailed(f"stage {run.name} failed on {task.input_path}: {str(err).splitlines()[0]}") from err
+        progress(f"{run.name}: {finished}/{len(tasks)} shards")
+    return total
+
+
+def _finish_stage(run: StageRun, total: StageStats) -> StageStats:
+    total.check_accounting()
+    write_json_atomic(total.to_dict(), run.output_dir / "stats.json")
+    write_json_atomic({"stage_key": run.stage_key, "shards": len(run.inputs)}, run.output_dir / SUCCESS)
+    return total
+
+
+# ----------------------------------------------------------------------------- exact dedup
+
+
+def _hash_shard(path: str, shard: int, out_path: str, config: ExactDedupConfig) -> str:
+    if not Path(out_path).exists():
+        tables, first_row = [], 0
+        for raw in read_batches(path, source="", batch_rows=10_000):
+            tables.append(hash_documents(raw.table, shard, first_row, config))
+            first_row += raw.table.num_rows
+        write_table_atomic(pa.concat_tables(tables) if tables else HASHES_SCHEMA.empty_table(), out_path)
+    return out_path
+
+
+def _shuffle_duplicates(client: Client, hash_paths: list[str]) -> pa.Table:
+    """Group equal hashes on one worker each (a Dask shuffle), then list the extra copies."""
+    hashes = dd.read_parquet(hash_paths)
+    meta = find_duplicates(hashes._meta)
+    duplicates = hashes.shuffle(on=HASH, npartitions=max(1, hashes.npartitions)).map_partitions(
+        find_duplicates, meta=meta)
+    frame = client.compute(duplicates).result().sort_values([SHARD, ROW])
+    return pa.Table.from_pandas(frame, schema=DUPLICATES_SCHEMA, preserve_index=False)
+
+
+def load_duplicate_filter(duplicates_path: str, shard: int) -> ExactDuplicateFilter:
+    table = pq.read_table(duplicates_path, columns=[ROW], filters=[(SHARD, "==", shard)])
+    return ExactDuplicateFilter(table[ROW].to_numpy())
+
+
+def run_exact_dedup(client: Client, run: StageRun, config: ExactDedupConfig,
+                    progress: Callable[[str], None] = log.info) -> StageStats:
+    """Hash every shard, shuffle the hashes on the cluster, then filter every shard."""
+    done = finished_stage(run.output_dir, run.stage_key)
+    if done is not None:
+        progress(f"{run.name}: finished earlier, skipped")
+        return done
+    started = time.perf_counter()
+    prepare_stage_dir(run.output_dir, run.stage_key)
+    hashes_dir = run.output_dir / "_hashes"
+    hashes_dir.mkdir(exist_ok=True)
+    count = len(run.inputs)
+    hash_paths = client.gather(client.map(
+        _hash_shard, [p for p, _ in run.inputs], range(count),
+        [str(hashes_dir / f"part-{i:05d}.parquet") for i in range(count)], [config] * count, pure=False))
+    progress(f"{run.name}: hashed {count} shards")
+    duplicates_path = run.output_dir / "duplicates.parquet"
+    if not duplicates_path.exists():
+        write_table_atomic(_shuffle_duplicates(client, hash_paths), duplicates_path)
+    progress(f"{run.name}: {pq.ParquetFile(duplicates_path).metadata.num_rows} duplicates found")
+    makers = [functools.partial(load_duplicate_filter, str(duplicates_path), i) for i in range(count)]
+    total = _map_shards(client, run, makers, progress)
+    total.seconds = time.perf_counter() - started
+    return _finish_stage(run, total)

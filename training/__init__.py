@@ -1,0 +1,1 @@
+"""Model, precision recipes, data loading and the trainer. Never imports `curation`."""
