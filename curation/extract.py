@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from curation.io.readers import CONTENT_TYPE, PAYLOAD
 from curation.langid import predict_languages
-from curation.schema import CRAWL_DATE, DOCUMENT_SCHEMA, ID, SOURCE, TEXT, URL
+from curation.schema import CRAWL_DATE, DOCUMENT_SCHEMA, ID, SOURCE, TEXT, URL, with_document_columns
 from curation.stage import StageResult, split_by_reason
 
 HTML_MIME_TYPES = ("text/html", "application/xhtml+xml")
@@ -112,7 +112,7 @@ class Extractor:
                 reason = None if texts[i] else "empty_text"
             reasons.append(reason)
         table = table.set_column(table.column_names.index(TEXT), TEXT, pa.array(texts, pa.string()))
-        return split_by_reason(table, reasons)
+        return split_by_reason(with_document_columns(table), reasons)
 
     def _run_html(self, table: pa.Table) -> StageResult:
         payloads = table[PAYLOAD].to_pylist()

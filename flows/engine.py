@@ -61,6 +61,8 @@ class StageRun:
 def dask_client(scheduler: str | None = None, *, workers: int = 2, threads_per_worker: int = 1,
                 memory_limit: str = "auto") -> Iterator[Client]:
     """A client on `scheduler` (or $DASK_SCHEDULER_ADDRESS), else on a fresh LocalCluster."""
+    # The P2P shuffle logs every start and stop at WARNING; they are routine here.
+    logging.getLogger("distributed.shuffle._scheduler_plugin").setLevel(logging.ERROR)
     address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
     if address:
         with Client(address) as client:
@@ -148,7 +150,8 @@ def _map_shards(client: Client, run: StageRun, stage_makers: list[Callable[[], S
         except Exception as err:
             client.cancel(list(futures))
             raise StageFailed(f"stage {run.name} failed on {task.input_path}: {str(err).splitlines()[0]}") from err
-        progress(f"{run.name}: {finished}/{len(tasks)} shards")
+        if finished == len(tasks) or finished % max(1, len(tasks) // 20) == 0:
+            progress(f"{run.name}: {finished}/{len(tasks)} shards")
     return total
 
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import glob
-import io
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from warcio.statusandheaders import StatusAndHeaders
-from warcio.warcwriter import WARCWriter
+from warc_fixtures import write_warc
 
 HANDBOOK = "/usr/share/doc/debian-handbook/html"
 
@@ -24,26 +22,8 @@ def handbook_pages() -> dict[str, list[Path]]:
     return pages
 
 
-def write_warc(path: Path, records: list[dict], *, gzip: bool = True) -> Path:
-    """Write response records: dicts with url, payload (bytes), content_type (or None)."""
-    with open(path, "wb") as handle:
-        writer = WARCWriter(handle, gzip=gzip)
-        for record in records:
-            headers = [("Content-Type", record["content_type"])] if record.get("content_type") else []
-            http = StatusAndHeaders("200 OK", headers, protocol="HTTP/1.1")
-            writer.write_record(writer.create_warc_record(
-                record["url"], "response", payload=io.BytesIO(record["payload"]), http_headers=http,
-                warc_headers_dict={"WARC-Date": record.get("date", "2026-11-01T00:00:00Z")}))
-    return path
-
-
 @pytest.fixture
 def warc_factory(tmp_path: Path) -> Callable[..., Path]:
     def make(name: str, records: list[dict], gzip: bool = True) -> Path:
         return write_warc(tmp_path / name, records, gzip=gzip)
     return make
-
-
-def html_record(page: Path, url: str | None = None) -> dict:
-    return {"url": url or f"https://debian-handbook.info/{page.parent.name}/{page.name}",
-            "payload": page.read_bytes(), "content_type": "text/html; charset=utf-8"}

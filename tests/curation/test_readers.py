@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from conftest import html_record
+from warc_fixtures import html_record
 from curation.io.readers import InputFileError, expand_inputs, read_batches
 
 

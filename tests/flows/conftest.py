@@ -1,0 +1,38 @@
+import gzip
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from warc_fixtures import html_record, write_warc
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """One temporary Prefect API for the whole session (starting one per flow run is slow)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture
+def small_crawl(tmp_path: Path, handbook_pages) -> Path:
+    """Three WARC files of real pages in six languages with exact duplicates, plus bad files."""
+    crawl = tmp_path / "crawl"
+    crawl.mkdir()
+    pages = [p for lang in ("en-US", "fr-FR", "de-DE", "ja-JP", "es-ES", "ru-RU") for p in handbook_pages[lang][20:32]]
+    records = [html_record(p) for p in pages]
+    records += [html_record(p, url=f"https://mirror.example.org/{i}.html") for i, p in enumerate(pages[:6])]
+    records.append({"url": "https://x/logo.png", "payload": b"\x89PNG\r\n\x1a\n" + bytes(64), "content_type": "image/png"})
+    for k in range(3):
+        write_warc(crawl / f"part-{k}.warc.gz", records[k::3])
+    bad = crawl / "part-3.warc.gz"  # a truncated file: its complete records still count
+    whole = (crawl / "part-2.warc.gz").read_bytes()
+    bad.write_bytes(whole[: len(whole) // 2])
+    lines = [json.dumps({"id": f"j{i}", "text": p.read_text()[:4000]}) for i, p in enumerate(pages[:3])] + ["{broken"]
+    (crawl / "extra.jsonl.gz").write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    pq.write_table(pa.table({"id": ["p"], "body": ["no text column"]}), crawl / "wrong.parquet")
+    return crawl
