@@ -113,21 +113,31 @@ def output_shards(output_dir: Path) -> list[str]:
     return sorted(str(p) for p in output_dir.glob("part-*.parquet"))
 
 
-def run_partition_stage(client: Client, run: StageRun, make_stage: Callable[[], Stage],
-                        progress: Callable[[str], None] = log.info) -> StageStats:
-    """Map a per-partition stage over every input shard on the cluster.
-
-    `make_stage` is called on the worker (it may load a model there, once per shard).
-    """
+def run_resumable(run: StageRun, body: Callable[[], StageStats],
+                  progress: Callable[[str], None] = log.info) -> StageStats:
+    """Skip a finished stage; otherwise prepare its directory, run `body`, check and mark it."""
     done = finished_stage(run.output_dir, run.stage_key)
     if done is not None:
         progress(f"{run.name}: finished earlier, skipped")
         return done
     started = time.perf_counter()
     prepare_stage_dir(run.output_dir, run.stage_key)
-    total = _map_shards(client, run, [make_stage] * len(run.inputs), progress)
+    total = body()
     total.seconds = time.perf_counter() - started
-    return _finish_stage(run, total)
+    total.check_accounting()
+    write_json_atomic(total.to_dict(), run.output_dir / "stats.json")
+    write_json_atomic({"stage_key": run.stage_key, "shards": len(run.inputs)}, run.output_dir / SUCCESS)
+    return total
+
+
+def run_partition_stage(client: Client, run: StageRun, make_stage: Callable[[], Stage],
+                        progress: Callable[[str], None] = log.info) -> StageStats:
+    """Map a per-partition stage over every input shard on the cluster.
+
+    `make_stage` is called on the worker (it may load a model there, once per shard).
+    """
+    return run_resumable(run, lambda: _map_shards(client, run, [make_stage] * len(run.inputs), progress),
+                         progress)
 
 
 def _build_and_run_shard(make_stage: Callable[[], Stage], task: ShardTask) -> StageStats:
@@ -152,13 +162,6 @@ def _map_shards(client: Client, run: StageRun, stage_makers: list[Callable[[], S
             raise StageFailed(f"stage {run.name} failed on {task.input_path}: {str(err).splitlines()[0]}") from err
         if finished == len(tasks) or finished % max(1, len(tasks) // 20) == 0:
             progress(f"{run.name}: {finished}/{len(tasks)} shards")
-    return total
-
-
-def _finish_stage(run: StageRun, total: StageStats) -> StageStats:
-    total.check_accounting()
-    write_json_atomic(total.to_dict(), run.output_dir / "stats.json")
-    write_json_atomic({"stage_key": run.stage_key, "shards": len(run.inputs)}, run.output_dir / SUCCESS)
     return total
 
 
@@ -193,12 +196,11 @@ def load_duplicate_filter(duplicates_path: str, shard: int) -> ExactDuplicateFil
 def run_exact_dedup(client: Client, run: StageRun, config: ExactDedupConfig,
                     progress: Callable[[str], None] = log.info) -> StageStats:
     """Hash every shard, shuffle the hashes on the cluster, then filter every shard."""
-    done = finished_stage(run.output_dir, run.stage_key)
-    if done is not None:
-        progress(f"{run.name}: finished earlier, skipped")
-        return done
-    started = time.perf_counter()
-    prepare_stage_dir(run.output_dir, run.stage_key)
+    return run_resumable(run, lambda: _exact_dedup_passes(client, run, config, progress), progress)
+
+
+def _exact_dedup_passes(client: Client, run: StageRun, config: ExactDedupConfig,
+                        progress: Callable[[str], None]) -> StageStats:
     hashes_dir = run.output_dir / "_hashes"
     hashes_dir.mkdir(exist_ok=True)
     count = len(run.inputs)
@@ -211,6 +213,4 @@ def run_exact_dedup(client: Client, run: StageRun, config: ExactDedupConfig,
         write_table_atomic(_shuffle_duplicates(client, hash_paths), duplicates_path)
     progress(f"{run.name}: {pq.ParquetFile(duplicates_path).metadata.num_rows} duplicates found")
     makers = [functools.partial(load_duplicate_filter, str(duplicates_path), i) for i in range(count)]
-    total = _map_shards(client, run, makers, progress)
-    total.seconds = time.perf_counter() - started
-    return _finish_stage(run, total)
+    return _map_shards(client, run, makers, progress)

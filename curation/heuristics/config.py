@@ -1,0 +1,156 @@
+"""Configs of the heuristics stage: one keyword-only dataclass per rule family.
+
+A threshold set to None switches that one rule off; `enabled: false` switches off a family.
+Defaults are the published values, cited next to each constant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: Gopher's stop words (Rae et al. 2021, appendix A.1.1): an English document has at least two.
+GOPHER_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
+
+#: Rae et al. 2021, table A1: max fraction of characters in the most frequent n-gram.
+GOPHER_TOP_NGRAM_CHAR_FRAC = {2: 0.20, 3: 0.18, 4: 0.16}
+#: Rae et al. 2021, table A1: max fraction of characters in all duplicated n-grams.
+GOPHER_DUP_NGRAM_CHAR_FRAC = {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
+
+#: C4 line filter "policy" phrases (DataTrove C4QualityFilter, after the TFDS c4_utils code).
+C4_POLICY_SUBSTRINGS = (
+    "terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies",
+)
+
+
+def _check_fraction(family: str, name: str, value: float | None) -> None:
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise ValueError(f"heuristics.{family}.{name} must be in [0, 1] or null to disable, got {value}")
+
+
+def _check_positive(family: str, name: str, value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise ValueError(f"heuristics.{family}.{name} must be > 0 or null to disable, got {value}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GopherRepetitionConfig:
+    """Gopher repetition removal (Rae et al. 2021, appendix A.1.1 and table A1).
+
+    Lines and paragraphs are compared after trimming whitespace; blank lines are not lines
+    (extracted text separates paragraphs with blank lines, which would otherwise all count as
+    duplicates). Words are whitespace-separated tokens. An n-gram seen once is no repetition:
+    the top n-gram rules only look at n-grams that occur at least twice.
+    """
+
+    enabled: bool = True
+    max_dup_para_frac: float | None = 0.30  # table A1, duplicate paragraph fraction
+    max_dup_para_char_frac: float | None = 0.20  # table A1, duplicate paragraph character fraction
+    max_dup_line_frac: float | None = 0.30  # table A1, duplicate line fraction
+    max_dup_line_char_frac: float | None = 0.20  # table A1, duplicate line character fraction
+    top_ngram_max_char_frac: dict[int, float] = field(default_factory=lambda: dict(GOPHER_TOP_NGRAM_CHAR_FRAC))
+    dup_ngram_max_char_frac: dict[int, float] = field(default_factory=lambda: dict(GOPHER_DUP_NGRAM_CHAR_FRAC))
+
+    def __post_init__(self) -> None:
+        for name in ("max_dup_para_frac", "max_dup_para_char_frac", "max_dup_line_frac", "max_dup_line_char_frac"):
+            _check_fraction("gopher_repetition", name, getattr(self, name))
+        for name, allowed in (("top_ngram_max_char_frac", range(2, 5)), ("dup_ngram_max_char_frac", range(5, 11))):
+            for n, frac in getattr(self, name).items():
+                if n not in allowed:
+                    raise ValueError(
+                        f"heuristics.gopher_repetition.{name}: n={n} is not one of {list(allowed)} "
+                        "(each n has its own drop reason); remove it"
+                    )
+                _check_fraction("gopher_repetition", f"{name}[{n}]", frac)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GopherQualityConfig:
+    """Gopher quality filters (Rae et al. 2021, appendix A.1.1), DataTrove GopherQualityFilter defaults.
+
+    Words are whitespace tokens with surrounding punctuation trimmed; tokens that are only
+    punctuation are not words. The stop-word and alphabetic-word rules are English-specific
+    (see `HeuristicsConfig.languages`).
+    """
+
+    enabled: bool = True
+    min_doc_words: int | None = 50  # "fewer than 50 ... words"
+    max_doc_words: int | None = 100_000  # "... or greater than 100,000 words"
+    min_mean_word_length: float | None = 3.0  # "mean word length is outside the range of 3 to 10 characters"
+    max_mean_word_length: float | None = 10.0
+    max_symbol_word_ratio: float | None = 0.1  # "symbol-to-word ratio greater than 0.1" for '#' and '...'
+    max_bullet_lines_ratio: float | None = 0.9  # "more than 90% of lines starting with a bullet point"
+    max_ellipsis_lines_ratio: float | None = 0.3  # "more than 30% ending with an ellipsis"
+    min_alpha_words_ratio: float | None = 0.8  # "80% of words ... contain at least one alphabetic character"
+    min_stop_words: int | None = 2  # "at least two of the following English words"
+    stop_words: tuple[str, ...] = GOPHER_STOP_WORDS
+
+    def __post_init__(self) -> None:
+        for name in ("min_doc_words", "max_doc_words", "min_mean_word_length", "max_mean_word_length",
+                     "max_symbol_word_ratio", "min_stop_words"):
+            _check_positive("gopher_quality", name, getattr(self, name))
+        for name in ("max_bullet_lines_ratio", "max_ellipsis_lines_ratio", "min_alpha_words_ratio"):
+            _check_fraction("gopher_quality", name, getattr(self, name))
+        if None not in (self.min_doc_words, self.max_doc_words) and self.min_doc_words > self.max_doc_words:
+            raise ValueError("heuristics.gopher_quality.min_doc_words is above max_doc_words; swap them")
+        if None not in (self.min_mean_word_length, self.max_mean_word_length) and (
+            self.min_mean_word_length > self.max_mean_word_length
+        ):
+            raise ValueError("heuristics.gopher_quality.min_mean_word_length is above max_mean_word_length; swap them")
+        if self.min_stop_words is not None and not self.stop_words:
+            raise ValueError("heuristics.gopher_quality.stop_words is empty: list words or set min_stop_words to null")
+
+
+@dataclass(frozen=True, kw_only=True)
+class C4Config:
+    """C4 rules (Raffel et al. 2020, section 2.2) with DataTrove C4QualityFilter defaults: all on.
+
+    Line rules remove lines and rewrite `text` (kept lines, trimmed, joined by newlines):
+    `max_word_length`, `remove_citations`, `filter_no_terminal_punct`, `min_words_per_line`,
+    `filter_javascript`, `filter_policy`. Document rules drop the document, judged on the
+    lines the earlier line rules kept, in line order: `filter_lorem_ipsum`,
+    `filter_curly_bracket`, `min_num_sentences`.
+    """
+
+    enabled: bool = True
+    max_word_length: int | None = 1000  # TFDS c4_utils: drop lines with a word longer than this
+    remove_citations: bool = True  # strip Wikipedia-style "[1]", "[edit]", "[citation needed]"
+    filter_no_terminal_punct: bool = True  # "only retained lines that ended in a terminal punctuation mark"
+    min_words_per_line: int | None = 3  # "only retained lines that contained at least 3 words"
+    filter_lorem_ipsum: bool = True  # "removed any page where the phrase 'lorem ipsum' appeared"
+    filter_javascript: bool = True  # "removed any line with the word Javascript"
+    filter_curly_bracket: bool = True  # "removed any pages that contained a curly bracket"
+    filter_policy: bool = True  # TFDS c4_utils: lines about cookies and terms of use
+    min_num_sentences: int | None = 5  # "discarded any page with fewer than 5 sentences"
+
+    def __post_init__(self) -> None:
+        for name in ("max_word_length", "min_words_per_line", "min_num_sentences"):
+            _check_positive("c4", name, getattr(self, name))
+        if self.min_words_per_line is not None and self.min_words_per_line > 1000:
+            raise ValueError(f"heuristics.c4.min_words_per_line must be <= 1000, got {self.min_words_per_line}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeuristicsConfig:
+    """Which documents the heuristics judge, and the three rule families.
+
+    - `languages`: documents whose `language` column (from langid) is in this tuple get the
+      rules; every other document passes unchanged. The rules are English rules (Gopher's stop
+      words and alphabetic-word ratio; Nemotron-CC is English-only), so the default is ("en",);
+      null applies them to every document. Without a `language` column every document is judged;
+      a null language is not in the tuple, so it passes.
+    - `apply_to_quality_levels`: when set, only documents whose `quality_level` is in this tuple
+      are judged (Nemotron-CC skips heuristics for high-quality documents, so run this stage after
+      classification with e.g. ["medium", "medium-low", "low"]); the column must then exist.
+    """
+
+    gopher_repetition: GopherRepetitionConfig = field(default_factory=GopherRepetitionConfig)
+    gopher_quality: GopherQualityConfig = field(default_factory=GopherQualityConfig)
+    c4: C4Config = field(default_factory=C4Config)
+    languages: tuple[str, ...] | None = ("en",)
+    apply_to_quality_levels: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.languages is not None and not self.languages:
+            raise ValueError("heuristics.languages is empty: use null to judge documents of every language")
+        if self.apply_to_quality_levels is not None and not self.apply_to_quality_levels:
+            raise ValueError("heuristics.apply_to_quality_levels is empty: use null to judge every quality level")
