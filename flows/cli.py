@@ -12,6 +12,10 @@ from pathlib import Path
 # The embedded Prefect API starts a local server per process; on 2 busy cores that can take
 # longer than Prefect's default allowance.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+# Dask's cluster lifecycle chatter (workers joining, leaving) is noise in a CLI run.
+os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+# Machines without internet (and users who did not opt in) should not try to phone home.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 log = logging.getLogger("ccforge")
 
@@ -144,7 +148,10 @@ COMMANDS = {"quickstart": cmd_quickstart, "sample-corpus": cmd_sample_corpus, "c
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    # Our own progress at INFO; libraries (httpx, distributed) only when something is wrong.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    for name in ("ccforge", "curation", "flows"):
+        logging.getLogger(name).setLevel(logging.INFO)
     from curation.io.readers import InputFileError
     from flows.config import ConfigError
     from flows.engine import StageFailed

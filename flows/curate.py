@@ -23,7 +23,7 @@ from flows.engine import (
     SUCCESS, StageRun, dask_client, fingerprint_files, output_shards, run_exact_dedup,
     run_partition_stage, stage_key,
 )
-from flows.report import funnel_markdown, write_curation_report
+from flows.report import funnel_markdown, languages_markdown, write_curation_report
 
 
 def stage_config(name: str, config: CurateConfig) -> object:
@@ -93,6 +93,9 @@ def curate(config: CurateConfig) -> list[StageStats]:
     write_json_atomic({"stages": [s.to_dict() for s in all_stats]}, workdir / "stats.json")
     write_curation_report(all_stats, workdir / "report.md")
     print(funnel_markdown(all_stats))
+    with_languages = [s for s in all_stats if s.languages]
+    if with_languages:
+        print(f"\nlanguages after {with_languages[-1].name}:\n{languages_markdown(with_languages[-1], top=10)}")
     return all_stats
 
 

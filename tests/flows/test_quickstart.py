@@ -1,0 +1,24 @@
+import json
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+
+@pytest.mark.slow
+def test_quickstart_builds_a_crawl_and_curates_it(tmp_path):
+    workdir = tmp_path / "quick"
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", "quickstart", "--workdir", str(workdir),
+                           "--max-records", "400"], capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert sorted(p.name for p in (workdir / "crawl").glob("*.warc.gz"))
+    stages = json.loads((workdir / "curation" / "stats.json").read_text())["stages"]
+    assert [s["name"] for s in stages] == ["extract", "langid", "exact-dedup", "heuristics"]
+    assert stages[0]["docs_in"] >= 400
+    for stage in stages:
+        assert stage["docs_in"] == stage["docs_out"] + sum(stage["dropped"].values())
+    curated = pq.read_table(workdir / "curation" / "curated")
+    assert curated.num_rows == stages[-1]["docs_out"] > 0
+    assert len(set(curated["language"].to_pylist())) >= 5
+    assert "curated Parquet:" in proc.stdout and "## Funnel" in (workdir / "curation" / "report.md").read_text()
