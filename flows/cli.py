@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
-
-# The embedded Prefect API starts a local server per process; on 2 busy cores that can take
-# longer than Prefect's default allowance.
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-# Dask's cluster lifecycle chatter (workers joining, leaving) is noise in a CLI run.
-os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
-# Machines without internet (and users who did not opt in) should not try to phone home.
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 log = logging.getLogger("ccforge")
 
