@@ -1,0 +1,100 @@
+"""Mamba-2 mixer with HF NemotronHMamba2Mixer's parameters and numerics.
+
+in_proj -> (z, xBC, dt); depthwise causal conv + SiLU on xBC; split (x, B, C);
+dt = softplus(dt + dt_bias) clamped below at time_step_min (HF sets time_step_limit =
+(time_step_min, inf)); SSD scan; D skip; gated group RMSNorm with z; out_proj.
+
+Shape legend: B batch, T tokens, D hidden, I d_inner (= heads * head dim), X conv channels
+(I + 2 G N), H heads, P head dim, G groups, N state size, K conv kernel width.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.model.config import HybridConfig
+from training.model.linear import Linear
+from training.model.norms import GatedGroupRMSNorm
+from training.model.ssd import ssd_chunked
+
+try:  # optional CUDA kernel (state-spaces/mamba); the pure-PyTorch scan is used otherwise
+    from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
+except ImportError:
+    mamba_chunk_scan_combined = None
+
+
+def scan(
+    x_BTHP: torch.Tensor, dt_BTH: torch.Tensor, A_H: torch.Tensor, B_BTGN: torch.Tensor, C_BTGN: torch.Tensor,
+    *, chunk_size: int, doc_ids_BT: torch.Tensor | None,
+) -> torch.Tensor:
+    """SSD scan (float32 out): mamba_ssm's Triton kernel on CUDA when importable, else `ssd_chunked`."""
+    if mamba_chunk_scan_combined is not None and x_BTHP.is_cuda:
+        seq_idx = None if doc_ids_BT is None else doc_ids_BT.to(torch.int32)
+        return mamba_chunk_scan_combined(x_BTHP, dt_BTH, A_H, B_BTGN, C_BTGN, chunk_size, seq_idx=seq_idx).float()
+    return ssd_chunked(x_BTHP, dt_BTH, A_H, B_BTGN, C_BTGN, chunk_size=chunk_size, doc_ids_BT=doc_ids_BT)
+
+
+def causal_conv1d(
+    x_BTX: torch.Tensor, weight_XK: torch.Tensor, bias_X: torch.Tensor | None, doc_ids_BT: torch.Tensor | None
+) -> torch.Tensor:
+    """Depthwise causal conv as K shifted multiply-adds; taps reaching into an earlier
+    document are dropped when doc_ids are given (causal-conv1d's `seq_idx`)."""
+    K = weight_XK.shape[1]
+    T = x_BTX.shape[1]
+    out_BTX = x_BTX * weight_XK[:, K - 1]
+    for lag in range(1, min(K, T)):
+        tap_BTX = F.pad(x_BTX[:, : T - lag], (0, 0, lag, 0)) * weight_XK[:, K - 1 - lag]
+        if doc_ids_BT is not None:
+            same_BT = F.pad(doc_ids_BT[:, lag:] == doc_ids_BT[:, :-lag], (lag, 0))
+            tap_BTX = tap_BTX * same_BT[..., None]
+        out_BTX = out_BTX + tap_BTX
+    return out_BTX if bias_X is None else out_BTX + bias_X
+
+
+class Mamba2(nn.Module):
+    def __init__(self, cfg: HybridConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        H, I, X = cfg.mamba_num_heads, cfg.d_inner, cfg.conv_dim
+        self.in_proj = Linear(cfg.hidden_size, I + X + H, bias=cfg.use_bias)
+        # nn.Conv1d only as the (X, 1, K) weight holder HF checkpoints use; we never call it
+        self.conv1d = nn.Conv1d(X, X, cfg.conv_kernel, groups=X, bias=cfg.use_conv_bias)
+        self.dt_bias = nn.Parameter(torch.ones(H))
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, H + 1, dtype=torch.float32)))
+        self.D = nn.Parameter(torch.ones(H))
+        self.norm = GatedGroupRMSNorm(I, groups=cfg.n_groups, eps=cfg.layer_norm_epsilon)
+        self.out_proj = Linear(I, cfg.hidden_size, bias=cfg.use_bias)
+
+    @torch.no_grad()
+    def init_weights(self, generator: torch.Generator | None = None) -> None:
+        """HF NemotronHPreTrainedModel._init_weights: A = 1..H, D = 1, dt log-uniform in
+        [time_step_min, time_step_max] stored as inverse softplus (pytorch issue 72759)."""
+        cfg = self.cfg
+        H = cfg.mamba_num_heads
+        self.A_log.copy_(torch.log(torch.arange(1, H + 1, dtype=torch.float32)))
+        self.D.fill_(1.0)
+        lo, hi = math.log(cfg.time_step_min), math.log(cfg.time_step_max)
+        dt_H = torch.exp(torch.rand(H, generator=generator) * (hi - lo) + lo).clamp(min=cfg.time_step_floor)
+        self.dt_bias.copy_(dt_H + torch.log(-torch.expm1(-dt_H)))
+
+    def forward(self, x_BTD: torch.Tensor, doc_ids_BT: torch.Tensor | None = None) -> torch.Tensor:
+        cfg = self.cfg
+        bsz, T, _ = x_BTD.shape
+        H, P, G, N, I = cfg.mamba_num_heads, cfg.mamba_head_dim, cfg.n_groups, cfg.ssm_state_size, cfg.d_inner
+        z_BTI, xBC_BTX, dt_BTH = self.in_proj(x_BTD).split([I, cfg.conv_dim, H], dim=-1)
+        xBC_BTX = F.silu(causal_conv1d(xBC_BTX, self.conv1d.weight[:, 0], self.conv1d.bias, doc_ids_BT))
+        x_BTI, B_BTX, C_BTX = xBC_BTX.split([I, G * N, G * N], dim=-1)
+        dt_BTH = F.softplus(dt_BTH.float() + self.dt_bias.float()).clamp(min=cfg.time_step_min)
+        A_H = -torch.exp(self.A_log.float())
+        x_BTHP = x_BTI.view(bsz, T, H, P)
+        y_BTHP = scan(
+            x_BTHP, dt_BTH, A_H, B_BTX.view(bsz, T, G, N), C_BTX.view(bsz, T, G, N),
+            chunk_size=cfg.chunk_size, doc_ids_BT=doc_ids_BT,
+        )
+        y_BTHP = y_BTHP + x_BTHP.float() * self.D.float()[:, None]
+        y_BTI = self.norm(y_BTHP.reshape(bsz, T, I), z_BTI)
+        return self.out_proj(y_BTI.to(x_BTD.dtype))

@@ -1,0 +1,137 @@
+"""Mixture of experts of Nemotron 3 (HF NemotronHMoE / NemotronHTopkRouter / NemotronHExperts).
+
+Router: float32 sigmoid scores; `e_score_correction_bias` shifts scores for *selection only*
+(aux-loss-free balancing, DeepSeek-V3 arXiv:2412.19437 section 2.1.2); group-limited top-k
+(groups ranked by the sum of their top-2 biased scores); gate weights are the unbiased scores
+of the chosen experts, renormalised if norm_topk_prob, times routed_scaling_factor.
+Experts: non-gated squared-ReLU MLPs stored as 3-D weights, dropless, computed with one
+`torch._grouped_mm` per projection over expert-sorted tokens. LatentMoE: routed experts run
+in a moe_latent_size space between fc1/fc2 projections; the router and the shared expert
+see the full-width input.
+
+Shape legend: S tokens (batch * time), D hidden, Z expert width (latent or hidden),
+F expert intermediate, E experts, K experts per token, A assignments (S * K, expert-sorted).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.model.config import HybridConfig
+from training.model.linear import Linear, gemm_dtype
+from training.model.mlp import MLP, relu2
+
+HAS_GROUPED_MM = hasattr(torch, "_grouped_mm")
+
+
+class Router(nn.Module):
+    def __init__(self, cfg: HybridConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.weight = nn.Parameter(torch.zeros(cfg.n_routed_experts, cfg.hidden_size))
+        self.register_buffer("e_score_correction_bias", torch.zeros(cfg.n_routed_experts, dtype=torch.float32))
+
+    def forward(self, x_SD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (scores_SE float32, weights_SK float32, experts_SK)."""
+        cfg = self.cfg
+        scores_SE = F.linear(x_SD.float(), self.weight.float()).sigmoid()
+        choice_SE = scores_SE.detach() + self.e_score_correction_bias
+        if cfg.n_group > 1:
+            choice_SgE = choice_SE.unflatten(-1, (cfg.n_group, -1))
+            group_score_Sg = choice_SgE.topk(2, dim=-1).values.sum(-1)
+            top_groups_Sk = group_score_Sg.topk(cfg.topk_group, dim=-1, sorted=False).indices
+            keep_Sg = torch.zeros_like(group_score_Sg, dtype=torch.bool).scatter_(1, top_groups_Sk, True)
+            choice_SE = choice_SgE.masked_fill(~keep_Sg[..., None], float("-inf")).flatten(-2)
+        experts_SK = choice_SE.topk(cfg.num_experts_per_tok, dim=-1, sorted=False).indices
+        weights_SK = scores_SE.gather(1, experts_SK)
+        if cfg.norm_topk_prob:
+            weights_SK = weights_SK / (weights_SK.sum(-1, keepdim=True) + 1e-20)
+        return scores_SE, weights_SK * cfg.routed_scaling_factor, experts_SK
+
+
+def _sort_by_expert(experts_SK: torch.Tensor, num_experts: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Assignment order grouped by expert (stable) and per-expert counts (E,)."""
+    order_A = experts_SK.flatten().argsort(stable=True)
+    counts_E = torch.bincount(experts_SK.flatten(), minlength=num_experts)
+    return order_A, counts_E
+
+
+class Experts(nn.Module):
+    """3-D expert weights as HF: up_proj (E, F, Z), down_proj (E, Z, F)."""
+
+    def __init__(self, cfg: HybridConfig) -> None:
+        super().__init__()
+        E, F_, Z = cfg.n_routed_experts, cfg.moe_intermediate_size, cfg.expert_dim
+        self.up_proj = nn.Parameter(torch.empty(E, F_, Z))
+        self.down_proj = nn.Parameter(torch.empty(E, Z, F_))
+
+    def forward(self, x_SZ: torch.Tensor, weights_SK: torch.Tensor, experts_SK: torch.Tensor) -> torch.Tensor:
+        S, K = experts_SK.shape
+        order_A, counts_E = _sort_by_expert(experts_SK, self.up_proj.shape[0])
+        dtype = gemm_dtype(x_SZ)
+        x_AZ = x_SZ[order_A // K].to(dtype)
+        up_EFZ, down_EZF = self.up_proj.to(dtype), self.down_proj.to(dtype)
+        if HAS_GROUPED_MM:
+            offs_E = counts_E.cumsum(0).to(torch.int32)
+            h_AF = relu2(torch._grouped_mm(x_AZ, up_EFZ.transpose(1, 2), offs=offs_E))
+            y_AZ = torch._grouped_mm(h_AF, down_EZF.transpose(1, 2), offs=offs_E)
+        else:  # torch without _grouped_mm: one matmul pair per expert's contiguous segment
+            y_AZ = torch.cat([
+                relu2(x_nZ @ up_EFZ[e].T) @ down_EZF[e].T for e, x_nZ in enumerate(x_AZ.split(counts_E.tolist()))
+            ])
+        # un-sort, then combine each token's K expert outputs in float32 (HF accumulates in fp32)
+        y_SKZ = torch.empty_like(y_AZ).index_copy_(0, order_A, y_AZ).view(S, K, -1)
+        return (weights_SK[:, None, :] @ y_SKZ.float())[:, 0].to(x_SZ.dtype)
+
+
+def experts_reference(experts: Experts, x_SZ: torch.Tensor, weights_SK: torch.Tensor, experts_SK: torch.Tensor) -> torch.Tensor:
+    """Slow twin of `Experts.forward`: every expert on every token, then gather the chosen K."""
+    h_ESF = relu2(torch.einsum("sz,efz->esf", x_SZ.float(), experts.up_proj.float()))
+    y_ESZ = torch.einsum("esf,ezf->esz", h_ESF, experts.down_proj.float())
+    y_SKZ = y_ESZ.permute(1, 0, 2)[torch.arange(x_SZ.shape[0])[:, None], experts_SK]
+    return (weights_SK[..., None] * y_SKZ).sum(1).to(x_SZ.dtype)
+
+
+class MoE(nn.Module):
+    def __init__(self, cfg: HybridConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.gate = Router(cfg)
+        self.experts = Experts(cfg)
+        self.shared_experts = MLP(
+            hidden_size=cfg.hidden_size, intermediate_size=cfg.moe_shared_expert_intermediate_size, bias=cfg.mlp_bias
+        )
+        latent = cfg.moe_latent_size
+        self.fc1_latent_proj = Linear(cfg.hidden_size, latent, bias=cfg.mlp_bias) if latent else nn.Identity()
+        self.fc2_latent_proj = Linear(latent, cfg.hidden_size, bias=cfg.mlp_bias) if latent else nn.Identity()
+        # tokens routed to each expert since the last `update_router_bias` (balancing statistics)
+        self.register_buffer("expert_load", torch.zeros(cfg.n_routed_experts), persistent=False)
+        self.aux_loss: torch.Tensor | None = None
+
+    def forward(self, x_BTD: torch.Tensor) -> torch.Tensor:
+        self.aux_loss = None
+        x_SD = x_BTD.flatten(0, -2)
+        scores_SE, weights_SK, experts_SK = self.gate(x_SD)
+        routed_SD = self.fc2_latent_proj(self.experts(self.fc1_latent_proj(x_SD), weights_SK, experts_SK))
+        with torch.no_grad():
+            self.expert_load += torch.bincount(experts_SK.flatten(), minlength=self.cfg.n_routed_experts)
+        if self.training and self.cfg.moe_aux_loss_coeff > 0:
+            self.aux_loss = self.cfg.moe_aux_loss_coeff * sequence_aux_loss(
+                scores_SE.view(*x_BTD.shape[:-1], -1), experts_SK.view(*x_BTD.shape[:-1], -1)
+            )
+        return routed_SD.view_as(x_BTD) + self.shared_experts(x_BTD)
+
+
+def sequence_aux_loss(scores_BTE: torch.Tensor, experts_BTK: torch.Tensor) -> torch.Tensor:
+    """Complementary sequence-wise balance loss, DeepSeek-V3 eqs. 17-20 (without alpha):
+    sum_i f_i P_i per sequence, f_i = E / (K T) * #tokens routed to i, P_i = mean_t s'_{i,t}."""
+    bsz, T, E = scores_BTE.shape
+    K = experts_BTK.shape[-1]
+    counts_BE = torch.zeros(bsz, E, device=scores_BTE.device).scatter_add_(
+        1, experts_BTK.flatten(1), torch.ones(bsz, T * K, device=scores_BTE.device)
+    )
+    f_BE = counts_BE * E / (K * T)
+    p_BE = (scores_BTE / scores_BTE.sum(-1, keepdim=True)).mean(1)
+    return (f_BE * p_BE).sum(-1).mean()
