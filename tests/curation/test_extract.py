@@ -92,3 +92,18 @@ def test_trafilatura_option(handbook_pages):
 def test_config_errors_say_how_to_fix():
     with pytest.raises(ValueError, match="algorithm must be 'justext' or 'trafilatura'"):
         ExtractConfig(algorithm="boilerpipe")
+
+
+def test_memoised_paragraphs_give_jusText_output_unchanged(handbook_pages, monkeypatch):
+    import justext.core
+    import justext.paragraph
+
+    from curation.extract import MemoParagraph
+
+    pages = [p for lang in ("en-US", "de-DE", "ja-JP") for p in handbook_pages[lang][60:75]]
+    rows = [{"content_type": "text/html", "payload": p.read_bytes()} for p in pages]
+    assert justext.core.Paragraph is MemoParagraph
+    fast = Extractor().run(_raw(rows)).kept
+    monkeypatch.setattr(justext.core, "Paragraph", justext.paragraph.Paragraph)
+    slow = Extractor().run(_raw(rows)).kept
+    assert fast.num_rows >= 40 and fast.equals(slow)
