@@ -104,3 +104,17 @@ def test_expand_inputs_sorts_directories_and_globs(tmp_path):
         (tmp_path / name).write_text("")
     assert [p.rsplit("/", 1)[1] for p in expand_inputs([str(tmp_path)])] == ["a.jsonl", "b.jsonl", "c.parquet"]
     assert [p.rsplit("/", 1)[1] for p in expand_inputs([str(tmp_path / "*.jsonl")])] == ["a.jsonl", "b.jsonl"]
+
+
+def test_fsspec_urls_are_expanded_and_read(tmp_path, warc_factory, handbook_pages):
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/crawl/b.jsonl", b'{"text": "second"}\n')
+    fs.pipe("/crawl/a.jsonl", b'{"text": "first"}\n')
+    urls = expand_inputs(["memory://crawl/*.jsonl"])
+    assert urls == ["memory:///crawl/a.jsonl", "memory:///crawl/b.jsonl"]
+    assert [_read_all(u)[0]["text"].to_pylist() for u in urls] == [["first"], ["second"]]
+    warc = warc_factory("c.warc.gz", [html_record(p) for p in handbook_pages["it-IT"][:3]])
+    [url] = expand_inputs([f"file://{warc}"])
+    assert url.startswith("file://") and _read_all(url)[0].num_rows == 3
