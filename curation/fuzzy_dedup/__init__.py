@@ -1,0 +1,1 @@
+"""Fuzzy deduplication: MinHash signatures and LSH bands (further passes: issue 3)."""
