@@ -88,7 +88,8 @@ def cmd_stage(args: argparse.Namespace) -> None:
         raise UserError(f"unknown stage {args.name!r}; choose from {', '.join(CURATION_STAGES)}")
     config = load_curate_config(args.config, inputs=[{"path": p} for p in args.input])
     inputs = resolve_inputs(config)
-    with dask_client(args.scheduler, workers=args.workers or config.dask.workers) as client:
+    with dask_client(args.scheduler or config.dask.scheduler,
+                     workers=args.workers or config.dask.workers) as client:
         stats, _ = run_stage(client, args.name, config, inputs, fingerprint_files([p for p, _ in inputs]),
                              Path(args.output))
     print(funnel_markdown([stats]))

@@ -287,23 +287,30 @@ def _jsonl_batch(rows: list[dict], rejected: list[dict]) -> RawBatch:
 def read_parquet(path: str, *, source: str, batch_rows: int = 1000) -> Iterator[RawBatch]:
     """Parquet with a string `text` column; `id` is made when absent; other columns carried."""
     try:
-        parquet_file = pq.ParquetFile(fsspec.open(path, "rb").open())
+        handle = fsspec.open(path, "rb").open()
     except FileNotFoundError as err:
         raise InputFileError(f"{path}: no such file") from err
-    except (OSError, pa.ArrowInvalid) as err:
-        raise InputFileError(f"{path}: not a readable Parquet file ({err})") from err
-    schema = parquet_file.schema_arrow
+    with handle:
+        try:
+            parquet_file = pq.ParquetFile(handle)
+        except (OSError, pa.ArrowInvalid) as err:
+            raise InputFileError(f"{path}: not a readable Parquet file ({err})") from err
+        _check_text_column(path, parquet_file.schema_arrow)
+        first_row = 0
+        for batch in parquet_file.iter_batches(batch_size=batch_rows):
+            table = pa.Table.from_batches([batch])
+            if ID not in table.column_names:
+                ids = [document_id(path, first_row + i) for i in range(table.num_rows)]
+                table = table.add_column(0, ID, pa.array(ids, pa.string()))
+            if SOURCE not in table.column_names:
+                table = table.append_column(SOURCE, pa.array([source] * table.num_rows, pa.string()))
+            first_row += table.num_rows
+            yield RawBatch(table=table, rejected=pa.Table.from_pylist([], schema=REJECTED_LINE_SCHEMA))
+
+
+def _check_text_column(path: str, schema: pa.Schema) -> None:
     if TEXT not in schema.names:
         raise InputFileError(f"{path}: no '{TEXT}' column (columns: {', '.join(schema.names)})")
-    if not pa.types.is_string(schema.field(TEXT).type) and not pa.types.is_large_string(schema.field(TEXT).type):
-        raise InputFileError(f"{path}: column '{TEXT}' has type {schema.field(TEXT).type}, expected string")
-    first_row = 0
-    for batch in parquet_file.iter_batches(batch_size=batch_rows):
-        table = pa.Table.from_batches([batch])
-        if ID not in table.column_names:
-            ids = [document_id(path, first_row + i) for i in range(table.num_rows)]
-            table = table.add_column(0, ID, pa.array(ids, pa.string()))
-        if SOURCE not in table.column_names:
-            table = table.append_column(SOURCE, pa.array([source] * table.num_rows, pa.string()))
-        first_row += table.num_rows
-        yield RawBatch(table=table, rejected=pa.Table.from_pylist([], schema=REJECTED_LINE_SCHEMA))
+    text_type = schema.field(TEXT).type
+    if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
+        raise InputFileError(f"{path}: column '{TEXT}' has type {text_type}, expected string")

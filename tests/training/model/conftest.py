@@ -27,7 +27,7 @@ def hf_model(hf_config) -> "transformers.NemotronHForCausalLM":
     torch.manual_seed(0)
     model = transformers.NemotronHForCausalLM(hf_config).eval()
     with torch.no_grad():
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             if p.dim() >= 2:
                 p.normal_(0.0, 0.2)
         for layer in model.model.layers:

@@ -94,7 +94,7 @@ def test_bias_update_follows_sign_rule_and_resets_load():
 
 
 def test_sequence_aux_loss_is_one_when_balanced_and_trains_router():
-    E, K, T = 4, 2, 8
+    E, T = 4, 8
     scores_BTE = torch.full((1, T, E), 0.5)
     experts_BTK = torch.tensor([[0, 1], [2, 3]] * (T // 2))[None]
     torch.testing.assert_close(sequence_aux_loss(scores_BTE, experts_BTK), torch.tensor(1.0))
