@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 import time
@@ -56,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     model_commands = model.add_subparsers(dest="model_command", required=True, metavar="SUBCOMMAND")
     info = model_commands.add_parser("info", help="total and active parameters of a preset")
     info.add_argument("preset")
+    for module in COMMAND_MODULES:
+        COMMANDS.update(importlib.import_module(module).add_commands(commands))
     return parser
 
 
@@ -136,6 +139,8 @@ def cmd_model(args: argparse.Namespace) -> None:
 
 COMMANDS = {"quickstart": cmd_quickstart, "sample-corpus": cmd_sample_corpus, "curate": cmd_curate,
             "stage": cmd_stage, "model": cmd_model}
+# Command groups in their own modules: each has `add_commands(subparsers) -> {name: handler}`.
+COMMAND_MODULES: list[str] = []
 
 
 def main(argv: list[str] | None = None) -> int:
