@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from curation.exact_dedup import ExactDedupConfig, ExactDuplicateFilter, find_duplicates, hash_documents
+from curation.exact_dedup import ExactDedupConfig, find_duplicates, hash_documents
 from curation.extract import Extractor
 from curation.heuristics import HeuristicFilter
 from curation.io.readers import PAYLOAD, expand_inputs, read_batches
 from curation.langid import LanguageId
 from curation.sample_corpus import build_sample_corpus
-from curation.stage import text_bytes
+from curation.stage import RowDropFilter, text_bytes
 
 
 def _row(name: str, docs: int, n_bytes: int, seconds: float) -> str:
@@ -47,7 +47,8 @@ def bench_single_core(crawl_files: list[str]) -> list[str]:
     hashes = pa.concat_tables([hash_documents(t, i, 0, ExactDedupConfig()) for i, t in enumerate(docs)])
     duplicates = find_duplicates(hashes.to_pandas())
     for i, t in enumerate(docs):
-        ExactDuplicateFilter(duplicates.loc[duplicates["shard"] == i, "row"].to_numpy()).run(t)
+        dropped_rows = duplicates.loc[duplicates["shard"] == i, "row"].to_numpy()
+        RowDropFilter("exact-dedup", "exact_duplicate", dropped_rows).run(t)
     rows.append(_row("exact-dedup (3 passes, no shuffle)", sum(t.num_rows for t in docs),
                      sum(text_bytes(t) for t in docs), time.perf_counter() - started))
     return rows

@@ -4,7 +4,7 @@ Three passes joined by files (the flow runs them on Dask):
 1. `hash_documents` per shard: (hash, shard, row, id) rows;
 2. `find_duplicates` per hash partition after a shuffle on `hash`: every copy but the first
    (lowest shard, then row: the earliest in crawl order) is a duplicate of that first one;
-3. `ExactDuplicateFilter` per shard drops its duplicate rows as `exact_duplicate`.
+3. `curation.stage.RowDropFilter` per shard drops its duplicate rows as `exact_duplicate`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import pyarrow.compute as pc
 import xxhash
 
 from curation.schema import ID, TEXT
-from curation.stage import StageResult, split_by_reason
 
 HASH = "hash"
 SHARD = "shard"
@@ -81,21 +80,3 @@ def find_duplicates(hashes: pd.DataFrame) -> pd.DataFrame:
 
 
 _PANDAS_DTYPES = {ID: "string", KEPT_ID: "string", HASH: "string", SHARD: "int32", ROW: "int64"}
-
-
-class ExactDuplicateFilter:
-    """Pass 3: drops the rows of one shard listed as duplicates (by row position in the shard)."""
-
-    name = "exact-dedup"
-
-    def __init__(self, duplicate_rows: np.ndarray) -> None:
-        self.duplicate_rows = np.sort(np.asarray(duplicate_rows, dtype=np.int64))
-        self._next_row = 0
-
-    def run(self, table: pa.Table) -> StageResult:
-        """Called on consecutive batches of the shard; row positions continue across calls."""
-        rows = np.arange(self._next_row, self._next_row + table.num_rows, dtype=np.int64)
-        self._next_row += table.num_rows
-        is_duplicate = np.isin(rows, self.duplicate_rows, assume_unique=True)
-        reasons = np.where(is_duplicate, "exact_duplicate", None)
-        return split_by_reason(table, pa.array(reasons.tolist(), pa.string()))

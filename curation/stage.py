@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -113,3 +114,22 @@ class StageStats:
     @classmethod
     def from_dict(cls, data: dict) -> StageStats:
         return cls(**data)
+
+
+class RowDropFilter:
+    """Drops the rows of one shard at the given positions (a global stage's last pass).
+
+    Called on consecutive batches of the shard; row positions continue across calls.
+    """
+
+    def __init__(self, name: str, reason: str, rows: np.ndarray) -> None:
+        self.name = name
+        self.reason = reason
+        self.rows = np.sort(np.asarray(rows, dtype=np.int64))
+        self._next_row = 0
+
+    def run(self, table: pa.Table) -> StageResult:
+        positions = np.arange(self._next_row, self._next_row + table.num_rows, dtype=np.int64)
+        self._next_row += table.num_rows
+        dropped = np.isin(positions, self.rows, assume_unique=True)
+        return split_by_reason(table, pa.array(np.where(dropped, self.reason, None).tolist(), pa.string()))

@@ -26,13 +26,12 @@ import pyarrow.parquet as pq
 from distributed import Client, LocalCluster, as_completed
 
 from curation.exact_dedup import (
-    DUPLICATES_SCHEMA, HASH, HASHES_SCHEMA, ROW, SHARD, ExactDedupConfig, ExactDuplicateFilter,
-    find_duplicates, hash_documents,
+    DUPLICATES_SCHEMA, HASH, HASHES_SCHEMA, ROW, SHARD, ExactDedupConfig, find_duplicates, hash_documents,
 )
 from curation.io.readers import read_batches
 from curation.io.writers import remove_temp_files, write_json_atomic, write_table_atomic
 from curation.shards import ShardTask, run_shard
-from curation.stage import Stage, StageStats
+from curation.stage import RowDropFilter, Stage, StageStats
 
 log = logging.getLogger("ccforge")
 
@@ -188,9 +187,9 @@ def _shuffle_duplicates(client: Client, hash_paths: list[str]) -> pa.Table:
     return pa.Table.from_pandas(frame, schema=DUPLICATES_SCHEMA, preserve_index=False)
 
 
-def load_duplicate_filter(duplicates_path: str, shard: int) -> ExactDuplicateFilter:
+def load_duplicate_filter(duplicates_path: str, shard: int) -> RowDropFilter:
     table = pq.read_table(duplicates_path, columns=[ROW], filters=[(SHARD, "==", shard)])
-    return ExactDuplicateFilter(table[ROW].to_numpy())
+    return RowDropFilter("exact-dedup", "exact_duplicate", table[ROW].to_numpy())
 
 
 def run_exact_dedup(client: Client, run: StageRun, config: ExactDedupConfig,

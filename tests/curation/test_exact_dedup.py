@@ -1,9 +1,8 @@
 import numpy as np
 import pyarrow as pa
 
-from curation.exact_dedup import (
-    ExactDedupConfig, ExactDuplicateFilter, find_duplicates, hash_documents, normalized_texts,
-)
+from curation.exact_dedup import ExactDedupConfig, find_duplicates, hash_documents, normalized_texts
+from curation.stage import RowDropFilter
 
 
 def _shard(texts, shard):
@@ -36,7 +35,7 @@ def test_md5_and_raw_hashing_options():
 
 
 def test_filter_drops_listed_rows_across_batches():
-    stage = ExactDuplicateFilter(np.array([1, 4]))
+    stage = RowDropFilter("exact-dedup", "exact_duplicate", np.array([1, 4]))
     first = stage.run(pa.table({"id": ["a", "b", "c"], "text": ["1", "2", "3"]}))
     second = stage.run(pa.table({"id": ["d", "e"], "text": ["4", "5"]}))
     assert first.kept["id"].to_pylist() == ["a", "c"] and second.kept["id"].to_pylist() == ["d"]

@@ -44,7 +44,8 @@ def format_model_info(preset_name: str) -> str:
     """Printable report of a preset: layer mix, total and active parameters."""
     cfg = get_preset(preset_name)
     n = count_parameters(meta_model(cfg))
-    mix = ", ".join(f"{cfg.pattern.count(c)} {name}" for c, name in (("M", "Mamba-2"), ("*", "attention"), ("-", "MLP"), ("E", "MoE")) if c in cfg.pattern)
+    layer_kinds = (("M", "Mamba-2"), ("*", "attention"), ("-", "MLP"), ("E", "MoE"))
+    mix = ", ".join(f"{cfg.pattern.count(c)} {name}" for c, name in layer_kinds if c in cfg.pattern)
     rows = [
         ("total parameters", n.total - n.mtp),
         ("active per token", n.active - n.active_mtp),

@@ -10,7 +10,7 @@ transformers = pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="session")
-def hf_config() -> "transformers.NemotronHConfig":
+def hf_config() -> transformers.NemotronHConfig:
     return transformers.NemotronHConfig(
         vocab_size=96, hidden_size=32, hybrid_override_pattern="ME*-ME",
         num_attention_heads=4, num_key_value_heads=2, head_dim=8, intermediate_size=48,
@@ -22,7 +22,7 @@ def hf_config() -> "transformers.NemotronHConfig":
 
 
 @pytest.fixture
-def hf_model(hf_config) -> "transformers.NemotronHForCausalLM":
+def hf_model(hf_config) -> transformers.NemotronHForCausalLM:
     """Random weights scaled up (std 0.2 instead of 0.02) so every block moves the logits."""
     torch.manual_seed(0)
     model = transformers.NemotronHForCausalLM(hf_config).eval()
