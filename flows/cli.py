@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import logging
 import sys
@@ -47,10 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dask_args(curate)
 
     stage = commands.add_parser("stage", help="run one curation stage alone (no Prefect)")
-    stage.add_argument("name", help="extract, langid, exact-dedup or heuristics")
+    stage.add_argument("name", help="extract, langid, exact-dedup, fuzzy-dedup or heuristics")
     stage.add_argument("--input", nargs="+", required=True)
     stage.add_argument("--output", required=True, help="directory for shards, stats.json, _SUCCESS")
     stage.add_argument("--config", help="curate YAML whose section for this stage is used")
+    fuzzy = stage.add_argument_group("fuzzy-dedup (override the config's fuzzy_dedup section)")
+    fuzzy.add_argument("--threshold", type=float, help="exact-Jaccard cut of verified pairs (default 0.8)")
+    fuzzy.add_argument("--bands", type=int, help="LSH bands (default 20)")
+    fuzzy.add_argument("--rows", type=int, help="rows (permutations) per band (default 13)")
+    fuzzy.add_argument("--shingle", help="char:N or word:N (default char:24)")
+    fuzzy.add_argument("--no-verify", dest="verify", action="store_false", default=None,
+                       help="keep every LSH candidate pair without computing its Jaccard")
     _add_dask_args(stage)
 
     model = commands.add_parser("model", help="model presets")
@@ -89,7 +97,14 @@ def cmd_stage(args: argparse.Namespace) -> None:
 
     if args.name not in CURATION_STAGES:
         raise UserError(f"unknown stage {args.name!r}; choose from {', '.join(CURATION_STAGES)}")
+    fuzzy_flags = {k: getattr(args, k) for k in ("threshold", "bands", "rows", "shingle", "verify")
+                   if getattr(args, k) is not None}
+    if fuzzy_flags and args.name != "fuzzy-dedup":
+        raise UserError(f"options {sorted(fuzzy_flags)} apply to the fuzzy-dedup stage only")
     config = load_curate_config(args.config, inputs=[{"path": p} for p in args.input])
+    if fuzzy_flags:
+        config = load_curate_config(args.config, inputs=[{"path": p} for p in args.input],
+                                    fuzzy_dedup=dataclasses.asdict(config.fuzzy_dedup) | fuzzy_flags)
     inputs = resolve_inputs(config)
     with dask_client(args.scheduler or config.dask.scheduler,
                      workers=args.workers or config.dask.workers) as client:

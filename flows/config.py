@@ -9,11 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from curation.exact_dedup import ExactDedupConfig
 from curation.extract import ExtractConfig
+from curation.fuzzy_dedup import FuzzyDedupConfig
 from curation.heuristics import HeuristicsConfig
 from curation.langid import LangIdConfig
 
 #: Stages in the order the curate flow runs them (Nemotron-CC: dedup before filtering).
-CURATION_STAGES = ("extract", "langid", "exact-dedup", "heuristics")
+CURATION_STAGES = ("extract", "langid", "exact-dedup", "fuzzy-dedup", "heuristics")
 
 
 class ConfigError(ValueError):
@@ -48,6 +49,7 @@ class CurateConfig(BaseModel):
     extract: ExtractConfig = Field(default_factory=ExtractConfig)
     langid: LangIdConfig = Field(default_factory=LangIdConfig)
     exact_dedup: ExactDedupConfig = Field(default_factory=ExactDedupConfig)
+    fuzzy_dedup: FuzzyDedupConfig = Field(default_factory=FuzzyDedupConfig)
     heuristics: HeuristicsConfig = Field(default_factory=HeuristicsConfig)
 
     @field_validator("stages")

@@ -23,12 +23,13 @@ from flows.engine import (
     SUCCESS, StageRun, dask_client, fingerprint_files, output_shards, run_exact_dedup,
     run_partition_stage, stage_key,
 )
+from flows.fuzzy_dedup import run_fuzzy_dedup
 from flows.report import funnel_markdown, languages_markdown, write_curation_report
 
 
 def stage_config(name: str, config: CurateConfig) -> object:
     return {"extract": config.extract, "langid": config.langid, "exact-dedup": config.exact_dedup,
-            "heuristics": config.heuristics}[name]
+            "fuzzy-dedup": config.fuzzy_dedup, "heuristics": config.heuristics}[name]
 
 
 def stage_factory(name: str, config: CurateConfig) -> Callable[[], Stage]:
@@ -63,6 +64,8 @@ def run_stage(client: Client, name: str, config: CurateConfig, inputs: list[tupl
                    keep_rejects=config.keep_rejects, strict=config.strict, batch_rows=config.batch_rows)
     if name == "exact-dedup":
         return run_exact_dedup(client, run, config.exact_dedup, progress), key
+    if name == "fuzzy-dedup":
+        return run_fuzzy_dedup(client, run, config.fuzzy_dedup, progress), key
     return run_partition_stage(client, run, stage_factory(name, config), progress), key
 
 

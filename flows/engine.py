@@ -68,7 +68,7 @@ def dask_client(scheduler: str | None = None, *, workers: int = 2, threads_per_w
             yield client
         return
     with LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
-                      memory_limit=memory_limit, dashboard_address=None) as cluster, Client(cluster) as client:
+                      memory_limit=memory_limit, dashboard_address=":0") as cluster, Client(cluster) as client:
         yield client
 
 

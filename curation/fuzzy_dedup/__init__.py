@@ -1,1 +1,13 @@
-"""Fuzzy deduplication: MinHash signatures and LSH bands (further passes: issue 3)."""
+"""Fuzzy deduplication: MinHash signatures, LSH buckets, exact-Jaccard verification, components.
+
+Passes (the flow runs them on Dask, see `flows.fuzzy_dedup`):
+1. per shard: signatures and band keys (`minhash`, `lsh.band_table`);
+2. a shuffle on band key, then star-and-chain candidate edges per bucket (`lsh.bucket_edges`);
+3. per pair of shards: exact Jaccard of the candidate pairs (`jaccard`), kept at >= threshold;
+4. on the driver: connected components, one survivor each (`clusters`);
+5. per shard: drop the removed rows as `fuzzy_duplicate`.
+"""
+
+from curation.fuzzy_dedup.config import FuzzyDedupConfig
+
+__all__ = ["FuzzyDedupConfig"]

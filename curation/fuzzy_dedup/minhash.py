@@ -131,10 +131,19 @@ def shingle_hashes(texts: pa.Array | pa.ChunkedArray, config: MinHashConfig) -> 
     return _mix32(window_hashes(word_hash_W, starts_S, lengths_S)).astype(np.uint32), owner_S
 
 
-def mod_mersenne61(x: np.ndarray) -> np.ndarray:
-    """x mod (2^61 - 1) for uint64 x, without division: 2^61 = 1 (mod p), so fold the top bits."""
-    folded = (x & MERSENNE_PRIME) + (x >> np.uint64(61))  # < p + 8
-    return folded - MERSENNE_PRIME * (folded >= MERSENNE_PRIME)
+def mod_mersenne61(x: np.ndarray, out: np.ndarray | None = None, scratch: np.ndarray | None = None) -> np.ndarray:
+    """x mod (2^61 - 1) for uint64 x, without division: 2^61 = 1 (mod p), so fold the top bits.
+
+    `out` and `scratch` (same shape as x) make it allocation-free; x may be `out`.
+    """
+    out = np.empty_like(x) if out is None else out
+    scratch = np.empty_like(x) if scratch is None else scratch
+    np.right_shift(x, np.uint64(61), out=scratch)
+    np.bitwise_and(x, MERSENNE_PRIME, out=out)
+    np.add(out, scratch, out=out)  # < p + 8
+    # Subtract p once if out >= p: otherwise out - p wraps past out and the minimum keeps out.
+    np.subtract(out, MERSENNE_PRIME, out=scratch)
+    return np.minimum(out, scratch, out=out)
 
 
 def signatures(texts: pa.Array | pa.ChunkedArray, config: MinHashConfig = MinHashConfig(),
@@ -144,26 +153,40 @@ def signatures(texts: pa.Array | pa.ChunkedArray, config: MinHashConfig = MinHas
     a_P, b_P = permutations(config.num_perm, config.seed)
     n_docs = len(texts)
     signature_NP = np.full((n_docs, config.num_perm), MAX_HASH, dtype=np.uint64)
-    # Chunks of ~1k shingles keep the (chunk x P) uint64 temporaries in cache (2 MB): 2.6x
-    # faster than 16k-shingle chunks here; each chunk reduces per document.
+    # Chunks of ~1k shingles keep the (chunk x P) uint64 buffers in cache (2 MB): 2.6x faster
+    # than 16k-shingle chunks here. The buffers are reused: Dask workers set glibc's
+    # MALLOC_TRIM_THRESHOLD_, which makes every large temporary an mmap and page faults
+    # dominated the run (10x slower) before.
+    permuted = np.empty((chunk_shingles, config.num_perm), dtype=np.uint64)
+    scratch = np.empty_like(permuted)
     for start in range(0, len(hashes_S), chunk_shingles):
         h_S = hashes_S[start:start + chunk_shingles].astype(np.uint64)
         owner = owner_S[start:start + chunk_shingles]
+        out, tmp = permuted[:len(h_S)], scratch[:len(h_S)]
         with np.errstate(over="ignore"):
-            permuted_SP = mod_mersenne61(h_S[:, None] * a_P[None, :] + b_P[None, :]) & MAX_HASH
+            np.multiply(h_S[:, None], a_P[None, :], out=out)
+            np.add(out, b_P[None, :], out=out)
+        np.bitwise_and(mod_mersenne61(out, out=out, scratch=tmp), MAX_HASH, out=out)
         segment_starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
         docs = owner[segment_starts]
-        minima = np.minimum.reduceat(permuted_SP, segment_starts, axis=0)
+        minima = np.minimum.reduceat(out, segment_starts, axis=0)
         signature_NP[docs] = np.minimum(signature_NP[docs], minima)
     return signature_NP.astype(np.uint32)
 
 
-def band_keys(signature_NP: np.ndarray, config: MinHashConfig = MinHashConfig()) -> np.ndarray:
-    """uint64[N, K] keys: documents sharing a key in any band are LSH candidates."""
-    rows_NKR = signature_NP.reshape(len(signature_NP), config.bands, config.rows).astype(np.uint64)
+def band_keys(signature_NP: np.ndarray, config: MinHashConfig = MinHashConfig(), *, rows: int | None = None,
+              band_offset: int = 0) -> np.ndarray:
+    """uint64[N, K] keys: documents sharing a key in any band are LSH candidates.
+
+    By default the config's bands x rows; with `rows`, as many bands of that many rows as the
+    signature holds (a second banding of the same signature, numbered from `band_offset`).
+    """
+    rows = rows or config.rows
+    bands = config.bands if rows == config.rows else signature_NP.shape[1] // rows
+    rows_NKR = signature_NP[:, :bands * rows].reshape(len(signature_NP), bands, rows).astype(np.uint64)
     with np.errstate(over="ignore"):
-        powers_R = _powers(_BASE, config.rows)[::-1]
+        powers_R = _powers(_BASE, rows)[::-1]
         keys_NK = (rows_NKR * powers_R).sum(axis=2, dtype=np.uint64)
         # The band index is mixed in so equal rows in different bands do not collide.
-        return _mix32(keys_NK + np.arange(config.bands, dtype=np.uint64)) | (
-            _mix32(keys_NK ^ np.uint64(0x9E3779B97F4A7C15)) << np.uint64(32))
+        keys_NK += np.arange(band_offset, band_offset + bands, dtype=np.uint64)
+        return _mix32(keys_NK) | (_mix32(keys_NK ^ np.uint64(0x9E3779B97F4A7C15)) << np.uint64(32))

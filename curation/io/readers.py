@@ -78,6 +78,8 @@ def expand_inputs(patterns: list[str]) -> list[str]:
     """Expand paths, directories and globs (any fsspec URL) to a sorted list of input files.
 
     A pattern that matches nothing is an error naming it: a typo must not curate zero files.
+    Inside a directory, files under `_name` or `.name` folders (working files) are skipped, and a
+    ccforge stage directory (one with `_SUCCESS`) gives only its top-level `part-*` shards.
     """
     files: set[str] = set()
     for pattern in patterns:
@@ -86,7 +88,8 @@ def expand_inputs(patterns: list[str]) -> list[str]:
             raise InputFileError(f"{pattern}: no such file or directory")
         for path in paths:
             if fs.isdir(path):
-                found = [p for p in fs.find(path) if _is_input_name(p)]
+                stage_dir = fs.exists(f"{path.rstrip('/')}/_SUCCESS")
+                found = [p for p in fs.find(path) if _is_input_name(p) and _is_data_file(path, p, stage_dir)]
                 if not found:
                     raise InputFileError(f"{pattern}: directory holds no WARC, JSONL or Parquet files")
                 files.update(fs.unstrip_protocol(p) if _has_protocol(pattern) else p for p in found)
@@ -97,6 +100,13 @@ def expand_inputs(patterns: list[str]) -> list[str]:
 
 def _is_input_name(path: str) -> bool:
     return path.lower().endswith(WARC_SUFFIXES + JSONL_SUFFIXES + PARQUET_SUFFIXES)
+
+
+def _is_data_file(directory: str, path: str, stage_dir: bool) -> bool:
+    relative = path[len(directory.rstrip("/")) + 1:].split("/")
+    if any(part.startswith(("_", ".")) for part in relative):
+        return False
+    return not stage_dir or (len(relative) == 1 and relative[0].startswith("part-"))
 
 
 def _has_protocol(pattern: str) -> bool:

@@ -1,0 +1,192 @@
+"""Fuzzy dedup: buckets, verification, components, and the whole stage on Dask."""
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from curation.fuzzy_dedup import FuzzyDedupConfig
+from curation.fuzzy_dedup.clusters import cluster
+from curation.fuzzy_dedup.evaluation import (
+    inject_near_duplicates, python_shingles, real_documents, score, true_similar_pairs,
+)
+from curation.fuzzy_dedup.jaccard import ShingleSets, pair_jaccard, shingle_sets
+from curation.fuzzy_dedup.lsh import bucket_edges, doc_index
+from curation.fuzzy_dedup.minhash import shingle_hashes
+from flows.cli import main
+from flows.engine import StageRun, dask_client
+from flows.fuzzy_dedup import run_fuzzy_dedup
+
+
+def test_buckets_give_star_and_chain_edges_not_all_pairs():
+    bands = pd.DataFrame({"band_key": np.array([7, 7, 7, 7, 9, 9, 5, 5], dtype=np.uint64),
+                          "doc": [40, 10, 30, 20, 10, 20, 50, 50]})
+    edges = bucket_edges(bands)
+    pairs = set(zip(edges["doc_a"], edges["doc_b"]))
+    # Bucket 7 = {10, 20, 30, 40}: star from 10 plus the chain 20-30, 30-40; bucket 9 repeats 10-20;
+    # bucket 5 holds one document twice, which is no pair at all.
+    assert pairs == {(10, 20), (10, 30), (10, 40), (20, 30), (30, 40)}
+    assert len(edges) == len(pairs)
+
+
+def test_components_keep_the_earliest_document_and_number_stably():
+    a = doc_index(1, np.array([5, 0, 3]))
+    b = doc_index(0, np.array([9, 2, 2]))
+    clusters = cluster(np.r_[a, doc_index(2, [7])], np.r_[b, doc_index(2, [8])])
+    by_doc = dict(zip(clusters.docs.tolist(), zip(clusters.component.tolist(), clusters.kept.tolist())))
+    # (1,5)-(0,9) ; (1,0)-(0,2)-(1,3) ; (2,7)-(2,8)
+    assert by_doc[int(doc_index(1, [5])[0])] == (1, int(doc_index(0, [9])[0]))
+    assert by_doc[int(doc_index(1, [3])[0])] == (0, int(doc_index(0, [2])[0]))
+    assert by_doc[int(doc_index(2, [8])[0])] == (2, int(doc_index(2, [7])[0]))
+    assert clusters.removed.sum() == 4
+
+
+def test_pair_jaccard_is_exact_on_real_texts():
+    texts = [p.read_text()[:4000] for p in sorted(Path("/usr/share/common-licenses").glob("*"))[:8] if p.is_file()]
+    texts += [texts[0][:2000] + " extra words here", "", "short"]
+    config = FuzzyDedupConfig().minhash
+    sets = shingle_sets(pa.array(texts), config)
+    hashes, owner = shingle_hashes(pa.array(texts), config)
+    python_sets = [set(hashes[owner == i].tolist()) for i in range(len(texts))]
+    a, b = np.triu_indices(len(texts), k=1)
+    expected = [len(python_sets[i] & python_sets[j]) / len(python_sets[i] | python_sets[j])
+                if python_sets[i] | python_sets[j] else 0.0 for i, j in zip(a, b)]
+    # Tiny batches exercise the splitting of pairs into memory-bounded sorts.
+    for max_elements in (4_000_000, 3000):
+        np.testing.assert_allclose(pair_jaccard(sets, a, sets, b, max_elements), expected, rtol=1e-6)
+    # The 32-bit hashes agree with string shingles (no collisions on these texts).
+    strings = [python_shingles(t, "char:24") for t in texts[:3]]
+    assert pair_jaccard(sets, [0], sets, [1])[0] == pytest.approx(
+        len(strings[0] & strings[1]) / len(strings[0] | strings[1]), abs=1e-6)
+    roundtrip = ShingleSets.from_arrow(pa.chunked_array([sets.to_arrow()]))
+    assert np.array_equal(roundtrip.offsets, sets.offsets) and np.array_equal(roundtrip.values, sets.values)
+
+
+# ---------------------------------------------------------------------- the stage on Dask
+
+
+@pytest.fixture(scope="module")
+def injected():
+    originals = [t[:8000] for t in real_documents(100, seed=3)]
+    return inject_near_duplicates(originals, fraction=0.5, seed=3)
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(injected, tmp_path_factory) -> Path:
+    """The injected corpus as 3 Parquet shards with `id` and `text` (and one extra column)."""
+    out = tmp_path_factory.mktemp("fuzzy-corpus")
+    ids = [f"doc-{i:04d}" for i in range(len(injected.texts))]
+    for shard, rows in enumerate(np.array_split(np.arange(len(ids)), 3)):
+        pq.write_table(pa.table({"id": [ids[i] for i in rows], "text": [injected.texts[i] for i in rows],
+                                 "kind": [injected.kind[i] for i in rows]}), out / f"part-{shard}.parquet")
+    return out
+
+
+@pytest.fixture(scope="module")
+def client():
+    with dask_client(None, workers=2) as c:
+        yield c
+
+
+def _run(client, corpus_dir: Path, out: Path, config: FuzzyDedupConfig, key: str = "k1"):
+    inputs = [(str(p), "") for p in sorted(corpus_dir.glob("*.parquet"))]
+    return run_fuzzy_dedup(client, StageRun(name="fuzzy-dedup", inputs=inputs, output_dir=out, stage_key=key),
+                           config, progress=lambda _: None)
+
+
+def _clusters_from(duplicates: pd.DataFrame, n_docs: int) -> tuple[np.ndarray, np.ndarray]:
+    number = lambda ids: ids.str.removeprefix("doc-").astype(int).to_numpy()  # noqa: E731
+    cluster_of = np.full(n_docs, -1)
+    removed = np.zeros(n_docs, dtype=bool)
+    cluster_of[number(duplicates["id"])] = duplicates["component"]
+    cluster_of[number(duplicates["kept_id"])] = duplicates["component"]
+    removed[number(duplicates["id"])] = True
+    return cluster_of, removed
+
+
+def test_precision_and_recall_on_injected_near_duplicates(client, corpus_dir, injected, tmp_path):
+    stats = _run(client, corpus_dir, tmp_path / "fuzzy", FuzzyDedupConfig())
+    duplicates = pq.read_table(tmp_path / "fuzzy" / "duplicates.parquet").to_pandas()
+    truth = true_similar_pairs(injected.texts, "char:24", threshold=0.8)
+    result = score(truth, *_clusters_from(duplicates, len(injected.texts)))
+    assert result.true_pairs >= 60, result
+    assert result.precision >= 0.99 and result.recall >= 0.95, result
+    # Every document is accounted for, and the shards hold exactly the survivors (all columns).
+    assert stats.docs_in == len(injected.texts) and stats.dropped == {"fuzzy_duplicate": len(duplicates)}
+    kept = pa.concat_tables(pq.read_table(p) for p in sorted((tmp_path / "fuzzy").glob("part-*.parquet")))
+    assert kept.column_names[:3] == ["id", "text", "kind"]
+    assert set(kept["id"].to_pylist()) == {f"doc-{i:04d}" for i in range(len(injected.texts))} - set(duplicates["id"])
+    # The audit table: kept ids survive, Jaccard to the kept document is measured, components are whole.
+    assert set(duplicates["kept_id"]) <= set(kept["id"].to_pylist())
+    assert duplicates["jaccard"].notna().all() and (duplicates["jaccard"] > 0.5).all()
+    assert (duplicates.groupby("component")["kept_id"].nunique() == 1).all()
+    # Copies with 40 % of words changed are far below 0.8 and must survive.
+    forty = {f"doc-{i:04d}" for i, k in enumerate(injected.kind) if k == "words_40"}
+    assert not forty & set(duplicates["id"])
+    summary = json.loads((tmp_path / "fuzzy" / "clusters.json").read_text())
+    assert summary["removed"] == len(duplicates) and summary["verified_pairs"] <= summary["candidate_pairs"]
+
+
+def test_without_verification_candidates_are_kept_and_rerun_is_skipped(client, corpus_dir, tmp_path):
+    out = tmp_path / "fuzzy"
+    unverified = _run(client, corpus_dir, out, FuzzyDedupConfig(verify=False))
+    duplicates = pq.read_table(out / "duplicates.parquet")
+    assert duplicates["jaccard"].null_count == duplicates.num_rows > 0
+    assert not (out / "_shingles").exists()
+    marker = (out / "_SUCCESS").stat().st_mtime_ns
+    again = _run(client, corpus_dir, out, FuzzyDedupConfig(verify=False))
+    assert again.to_dict() == unverified.to_dict() and (out / "_SUCCESS").stat().st_mtime_ns == marker
+
+
+def test_cli_stage_flags_and_bad_flags(corpus_dir, tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert main(["stage", "fuzzy-dedup", "--input", str(corpus_dir), "--output", str(out),
+                 "--shingle", "word:5", "--threshold", "0.7", "--workers", "1"]) == 0
+    assert (out / "_SUCCESS").exists() and (out / "duplicates.parquet").exists()
+    assert main(["stage", "fuzzy-dedup", "--input", str(corpus_dir), "--output", str(out),
+                 "--shingle", "tri:3"]) == 2
+    assert "shingle must look like 'char:24' or 'word:5'" in capsys.readouterr().err
+    assert main(["stage", "langid", "--input", str(corpus_dir), "--output", str(out), "--bands", "4"]) == 2
+    assert "apply to the fuzzy-dedup stage only" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_external_scheduler_with_two_workers_gives_the_same_result(client, corpus_dir, tmp_path):
+    """`dask scheduler` and two `dask worker` processes, as on a real cluster."""
+    scheduler_file = tmp_path / "scheduler.json"
+    dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    processes = [subprocess.Popen([*dask, "--scheduler-file", str(scheduler_file), "--port", "0",
+                                   "--dashboard-address", ":0"], stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = json.loads(scheduler_file.read_text())["address"]
+        for _ in range(2):
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                 "--dashboard-address", ":0"], stderr=subprocess.DEVNULL))
+        from distributed import Client
+        with Client(address) as external:
+            external.wait_for_workers(2, timeout=60)
+            assert len(external.scheduler_info()["workers"]) == 2
+        assert main(["stage", "fuzzy-dedup", "--input", str(corpus_dir), "--output", str(tmp_path / "ext"),
+                     "--scheduler", address]) == 0
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
+    _run(client, corpus_dir, tmp_path / "local", FuzzyDedupConfig())
+    external_result = pq.read_table(tmp_path / "ext" / "duplicates.parquet")
+    assert external_result.num_rows > 0
+    assert external_result.equals(pq.read_table(tmp_path / "local" / "duplicates.parquet"))
+    shutil.rmtree(tmp_path / "ext")
