@@ -155,7 +155,7 @@ def cmd_model(args: argparse.Namespace) -> None:
 COMMANDS = {"quickstart": cmd_quickstart, "sample-corpus": cmd_sample_corpus, "curate": cmd_curate,
             "stage": cmd_stage, "model": cmd_model}
 # Command groups in their own modules: each has `add_commands(subparsers) -> {name: handler}`.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["flows.cli_tokens"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,12 +47,17 @@ class ShardWriter:
         self._writer.write_table(conform(table, self._schema), row_group_size=self.row_group_rows)
         self.rows += table.num_rows
 
-    def close(self, *, empty_schema: pa.Schema | None = None) -> None:
-        """Finish the shard. With no rows written, an empty shard of `empty_schema` is made."""
+    def close(self, *, empty_schema: pa.Schema | None = None, metadata: dict[str, str] | None = None) -> None:
+        """Finish the shard. With no rows written, an empty shard of `empty_schema` is made.
+
+        `metadata` goes into the file footer (key-value metadata), e.g. counts known only now.
+        """
         if self._writer is None:
             if empty_schema is None:
                 return
             self.write(empty_schema.empty_table())
+        if metadata:
+            self._writer.add_key_value_metadata(metadata)
         self._writer.close()
         os.replace(self._temp, self.path)
 
