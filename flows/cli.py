@@ -91,7 +91,7 @@ def cmd_curate(args: argparse.Namespace) -> None:
 
 def cmd_stage(args: argparse.Namespace) -> None:
     from flows.config import CURATION_STAGES, load_curate_config
-    from flows.curate import resolve_inputs, run_stage
+    from flows.stages import resolve_inputs, run_stage
     from flows.engine import dask_client, fingerprint_files
     from flows.report import funnel_markdown
 
@@ -122,6 +122,8 @@ def cmd_sample_corpus(args: argparse.Namespace) -> None:
 
 
 def cmd_quickstart(args: argparse.Namespace) -> None:
+    from classifiers.stage import ClassifyConfig
+    from classifiers.train import quickstart_train_config, train
     from curation.sample_corpus import build_sample_corpus
     from flows.config import load_curate_config
     from flows.curate import curate
@@ -131,13 +133,16 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
     crawl_dir = workdir / "crawl"
     report = build_sample_corpus(crawl_dir, max_records=args.max_records)
     print(report.summary())
+    print("\ntraining the quality classifiers on local reference documentation vs licence/changelog text ...")
+    specs = train(quickstart_train_config(workdir / "classifiers"))
     config = load_curate_config(None, inputs=[{"path": str(crawl_dir), "source": "sample-crawl"}],
-                                workdir=str(workdir / "curation"),
+                                workdir=str(workdir / "curation"), classify=ClassifyConfig(classifiers=tuple(specs)),
                                 dask={k: v for k, v in (("scheduler", args.scheduler),
                                                         ("workers", args.workers)) if v is not None})
     curate(config)
     print(f"\nquickstart finished in {time.perf_counter() - started:.0f} s")
     print(f"  sample crawl (WARC):   {crawl_dir}")
+    print(f"  quality classifiers:   {workdir / 'classifiers'}")
     print(f"  curated Parquet:       {workdir / 'curation' / 'curated'}")
     print(f"  funnel and languages:  {workdir / 'curation' / 'report.md'}")
     print(f"  per-stage counts:      {workdir / 'curation' / 'stats.json'}")
@@ -155,7 +160,7 @@ def cmd_model(args: argparse.Namespace) -> None:
 COMMANDS = {"quickstart": cmd_quickstart, "sample-corpus": cmd_sample_corpus, "curate": cmd_curate,
             "stage": cmd_stage, "model": cmd_model}
 # Command groups in their own modules: each has `add_commands(subparsers) -> {name: handler}`.
-COMMAND_MODULES: list[str] = ["flows.cli_tokens"]
+COMMAND_MODULES: list[str] = ["flows.cli_tokens", "flows.cli_classifiers"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,16 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from classifiers.stage import ClassifyConfig
 from curation.exact_dedup import ExactDedupConfig
 from curation.extract import ExtractConfig
 from curation.fuzzy_dedup import FuzzyDedupConfig
 from curation.heuristics import HeuristicsConfig
 from curation.langid import LangIdConfig
 
-#: Stages in the order the curate flow runs them (Nemotron-CC: dedup before filtering).
-CURATION_STAGES = ("extract", "langid", "exact-dedup", "fuzzy-dedup", "heuristics")
+#: Stages in the order the curate flow runs them (Nemotron-CC: dedup, then quality buckets,
+#: then heuristics, which may spare the high-quality levels).
+CURATION_STAGES = ("extract", "langid", "exact-dedup", "fuzzy-dedup", "classify", "heuristics")
 
 
 class ConfigError(ValueError):
@@ -41,7 +43,8 @@ class CurateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     inputs: list[InputSpec] = Field(default_factory=list)
     workdir: str = "work"
-    stages: list[str] = Field(default_factory=lambda: list(CURATION_STAGES))
+    #: Default: every stage, `classify` only when `classify.classifiers` names models.
+    stages: list[str] | None = None
     strict: bool = False  # stop at the first unreadable input file instead of reporting it
     keep_rejects: bool = False  # write every dropped row to <stage>/rejected/, not only bad input
     batch_rows: int = Field(default=1000, ge=1)
@@ -50,17 +53,28 @@ class CurateConfig(BaseModel):
     langid: LangIdConfig = Field(default_factory=LangIdConfig)
     exact_dedup: ExactDedupConfig = Field(default_factory=ExactDedupConfig)
     fuzzy_dedup: FuzzyDedupConfig = Field(default_factory=FuzzyDedupConfig)
+    classify: ClassifyConfig = Field(default_factory=ClassifyConfig)
     heuristics: HeuristicsConfig = Field(default_factory=HeuristicsConfig)
 
     @field_validator("stages")
     @classmethod
-    def _known_stages(cls, stages: list[str]) -> list[str]:
+    def _known_stages(cls, stages: list[str] | None) -> list[str] | None:
+        if stages is None:
+            return None
         unknown = [s for s in stages if s not in CURATION_STAGES]
         if unknown:
             raise ValueError(f"unknown stage(s) {unknown}; choose from {list(CURATION_STAGES)}")
         if not stages:
             raise ValueError("stages is empty")
         return sorted(set(stages), key=CURATION_STAGES.index)
+
+    @model_validator(mode="after")
+    def _default_stages(self) -> CurateConfig:
+        if self.stages is None:
+            self.stages = [s for s in CURATION_STAGES if s != "classify" or self.classify.classifiers]
+        elif "classify" in self.stages and not self.classify.classifiers:
+            raise ValueError("stage classify needs classify.classifiers (see examples/classifiers.yaml)")
+        return self
 
 
 def load_curate_config(path: str | Path | None, **overrides: object) -> CurateConfig:

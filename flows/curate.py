@@ -2,71 +2,20 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 from distributed import Client
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from curation.extract import Extractor
-from curation.heuristics import HeuristicFilter
-from curation.io.readers import expand_inputs
 from curation.io.writers import write_json_atomic
-from curation.langid import LanguageId
-from curation.stage import Stage, StageStats
+from curation.stage import StageStats
 from flows.config import CurateConfig
-from flows.engine import (
-    SUCCESS, StageRun, dask_client, fingerprint_files, output_shards, run_exact_dedup,
-    run_partition_stage, stage_key,
-)
-from flows.fuzzy_dedup import run_fuzzy_dedup
+from flows.engine import SUCCESS, dask_client, fingerprint_files, output_shards
 from flows.report import funnel_markdown, languages_markdown, write_curation_report
-
-
-def stage_config(name: str, config: CurateConfig) -> object:
-    return {"extract": config.extract, "langid": config.langid, "exact-dedup": config.exact_dedup,
-            "fuzzy-dedup": config.fuzzy_dedup, "heuristics": config.heuristics}[name]
-
-
-def stage_factory(name: str, config: CurateConfig) -> Callable[[], Stage]:
-    """A picklable zero-argument constructor, called on the worker that runs a shard."""
-    if name == "extract":
-        return functools.partial(Extractor, config.extract)
-    if name == "langid":
-        return functools.partial(LanguageId, config.langid)
-    if name == "heuristics":
-        return functools.partial(HeuristicFilter, config.heuristics)
-    raise ValueError(f"{name} is not a per-partition stage")
-
-
-def resolve_inputs(config: CurateConfig) -> list[tuple[str, str]]:
-    """(file, source) pairs in a fixed order; source defaults to the directory name."""
-    pairs: list[tuple[str, str]] = []
-    for spec in config.inputs:
-        for path in expand_inputs([spec.path]):
-            pairs.append((path, spec.source or Path(path.split("://")[-1]).parent.name or "input"))
-    if not pairs:
-        raise ValueError("no inputs: give --input PATH or `inputs:` in the config")
-    return pairs
-
-
-def run_stage(client: Client, name: str, config: CurateConfig, inputs: list[tuple[str, str]],
-              input_fingerprint: str, output_dir: Path, progress: Callable[[str], None] = print,
-              ) -> tuple[StageStats, str]:
-    """Run one named stage over `inputs` into `output_dir`; returns its stats and stage key."""
-    key = stage_key(name, {"stage": stage_config(name, config), "keep_rejects": config.keep_rejects,
-                           "strict": config.strict}, input_fingerprint)
-    run = StageRun(name=name, inputs=inputs, output_dir=output_dir, stage_key=key,
-                   keep_rejects=config.keep_rejects, strict=config.strict, batch_rows=config.batch_rows)
-    if name == "exact-dedup":
-        return run_exact_dedup(client, run, config.exact_dedup, progress), key
-    if name == "fuzzy-dedup":
-        return run_fuzzy_dedup(client, run, config.fuzzy_dedup, progress), key
-    return run_partition_stage(client, run, stage_factory(name, config), progress), key
+from flows.stages import resolve_inputs, run_stage
 
 
 @task(name="curation-stage", cache_policy=NO_CACHE)

@@ -14,7 +14,7 @@ def test_quickstart_builds_a_crawl_and_curates_it(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert sorted(p.name for p in (workdir / "crawl").glob("*.warc.gz"))
     stages = json.loads((workdir / "curation" / "stats.json").read_text())["stages"]
-    assert [s["name"] for s in stages] == ["extract", "langid", "exact-dedup", "fuzzy-dedup", "heuristics"]
+    assert [s["name"] for s in stages] == ["extract", "langid", "exact-dedup", "fuzzy-dedup", "classify", "heuristics"]
     assert stages[0]["docs_in"] >= 400
     for stage in stages:
         assert stage["docs_in"] == stage["docs_out"] + sum(stage["dropped"].values())

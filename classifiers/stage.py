@@ -1,0 +1,133 @@
+"""The classify stage over one Arrow table, and the config that names the ensemble's classifiers.
+
+A classifier is anything with `kind`, `default_threshold` and
+`score(texts) -> float32 array`; `load_classifier` builds one from a local path, and
+`classifiers.fingerprint.model_fingerprint(spec.path)` identifies its model.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+import pyarrow as pa
+
+from classifiers.ensemble import add_quality_columns
+from classifiers.fasttext_classifier import POSITIVE_LABEL, FastTextClassifier
+from classifiers.thresholds import DEFAULT_SUMMARY_POINTS, ClassifierThresholds
+
+Kind = Literal["auto", "fasttext", "embedding", "hf-regression"]
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class QualityClassifier(Protocol):
+    kind: str
+    default_threshold: float
+
+    def score(self, texts: list[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassifierSpec:
+    """One classifier of the ensemble; `name` makes the `score_<name>`/`bucket_<name>` columns.
+
+    `path`: a fastText `.bin` (DCLM's or one `ccforge classifiers train` made), a ccforge
+    embedding-classifier directory, or a released FineWeb-Edu-style model directory.
+    """
+
+    name: str
+    path: str
+    kind: Kind = "auto"
+    positive_label: str = POSITIVE_LABEL  # fastText only
+    batch_size: int = 32  # encoders only
+    max_length: int | None = None  # encoders only; default: the model's own (512 for released ones)
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(f"classifier name {self.name!r} must be lower-case letters, digits and _")
+        if self.batch_size < 1:
+            raise ValueError(f"classifier {self.name}: batch_size must be >= 1")
+
+    def resolved_kind(self) -> str:
+        if self.kind != "auto":
+            return self.kind
+        from classifiers.embedding_classifier import CONFIG_FILE  # torch loads only when a model does
+
+        path = Path(self.path)
+        if path.is_file():
+            return "fasttext"
+        if (path / CONFIG_FILE).is_file():
+            return "embedding"
+        if (path / "config.json").is_file():
+            return "hf-regression"
+        raise FileNotFoundError(f"{path}: not a fastText model file or a classifier directory")
+
+
+def load_classifier(spec: ClassifierSpec) -> QualityClassifier:
+    from classifiers.embedding_classifier import EmbeddingClassifier, HFRegressionClassifier
+
+    kind = spec.resolved_kind()
+    if kind == "fasttext":
+        return FastTextClassifier(spec.path, positive_label=spec.positive_label)
+    if kind == "embedding":
+        return EmbeddingClassifier(spec.path, batch_size=spec.batch_size, max_length=spec.max_length)
+    return HFRegressionClassifier(spec.path, batch_size=spec.batch_size, max_length=spec.max_length or 512)
+
+
+@functools.lru_cache(maxsize=8)
+def cached_classifier(spec: ClassifierSpec) -> QualityClassifier:
+    """One loaded model per worker process, however many shards it scores."""
+    return load_classifier(spec)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassifyConfig:
+    """The ensemble, and optionally saved thresholds to reuse instead of computing them."""
+
+    classifiers: tuple[ClassifierSpec, ...] = ()
+    #: A thresholds artifact (`thresholds.json` of an earlier run): reuse its cuts so that
+    #: later crawls get the same buckets. None computes them on this corpus.
+    thresholds: str | None = None
+    summary_points: int = DEFAULT_SUMMARY_POINTS
+    torch_threads: int | None = None  # per worker process; None leaves torch's default
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.classifiers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"classify.classifiers: duplicate names in {names}")
+        if self.summary_points < 100:
+            raise ValueError(f"classify.summary_points must be >= 100, got {self.summary_points}")
+
+    def require_classifiers(self) -> None:
+        if not self.classifiers:
+            raise ValueError("classify.classifiers is empty: name at least one model (see examples/classifiers.yaml)")
+
+
+def score_texts(config: ClassifyConfig, texts: list[str]) -> dict[str, np.ndarray]:
+    """float32 scores of every classifier of the ensemble."""
+    if config.torch_threads:
+        import torch
+
+        torch.set_num_threads(config.torch_threads)
+    return {spec.name: cached_classifier(spec).score(texts) for spec in config.classifiers}
+
+
+class ClassifyStage:
+    """Adds `score_<clf>`, `bucket_<clf>`, `quality_bucket`, `quality_level`; drops nothing."""
+
+    name = "classify"
+
+    def __init__(self, config: ClassifyConfig, thresholds: dict[str, ClassifierThresholds]) -> None:
+        config.require_classifiers()
+        missing = [c.name for c in config.classifiers if c.name not in thresholds]
+        if missing:
+            raise ValueError(f"no thresholds for classifier(s) {missing}")
+        self.config = config
+        self.thresholds = thresholds
+
+    def run(self, table: pa.Table) -> pa.Table:
+        return add_quality_columns(table, score_texts(self.config, table["text"].to_pylist()), self.thresholds)
