@@ -83,6 +83,7 @@ def _fuzzy_dedup_passes(client: Client, run: StageRun, config: FuzzyDedupConfig,
         verified_path = work / "_verified_edges.parquet"
         if not verified_path.exists():
             shingle_paths = _shingle_candidates(client, paths, candidates, work / "_shingles", config, run.batch_rows)
+            progress(f"{run.name}: shingle sets of the candidate documents in {len(shingle_paths)} shards")
             jaccard = _jaccard_by_shard_pair(client, candidates[DOC_A].to_numpy(), candidates[DOC_B].to_numpy(),
                                              shingle_paths, config)
             write_table_atomic(candidates.append_column(JACCARD, pa.array(jaccard, pa.float32())), verified_path)
