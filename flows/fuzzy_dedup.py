@@ -5,12 +5,12 @@ Working files live under the stage directory and make every pass resumable:
     _minhash/bands-00003.parquet   (band_key, doc) of shard 3
     _minhash/ids-00003.parquet     (doc, id) of shard 3
     _edges.parquet                 candidate edges from the LSH buckets
-    _shingles/part-00003.parquet   shingle sets of shard 3's candidate documents (verify on)
+    _minhash/shingles-00003.parquet  shingle sets of shard 3's documents (verify on)
     _verified_edges.parquet        candidate edges with their exact Jaccard
     duplicates.parquet             id, kept_id, component, jaccard, shard, row per removed doc
 
-Memory per worker task is bounded by one shard (pass 1, 3) or one shuffle partition
-(pass 2) or two shards' candidate shingle sets (verification); the driver holds the
+Memory per worker task is bounded by one batch (pass 1), one shuffle partition (pass 2),
+two shards' shingle sets (verification) or one batch (filtering); the driver holds the
 candidate edges only (see `curation.fuzzy_dedup.clusters` for the bound).
 """
 
@@ -31,12 +31,12 @@ from distributed import Client
 from curation.exact_dedup import KEPT_ID, ROW, SHARD
 from curation.fuzzy_dedup.clusters import cluster
 from curation.fuzzy_dedup.config import FuzzyDedupConfig
-from curation.fuzzy_dedup.jaccard import ShingleSets, pair_jaccard, shingle_sets
+from curation.fuzzy_dedup.jaccard import ShingleSets, pair_jaccard, sets_of_shingles
 from curation.fuzzy_dedup.lsh import (
     BAND_KEY, BANDS_SCHEMA, DOC, DOC_A, DOC_B, band_table, bucket_edges, doc_index, doc_row, doc_shard,
 )
-from curation.fuzzy_dedup.minhash import signatures
-from curation.fuzzy_dedup.sorting import unique_pairs, unique_sorted
+from curation.fuzzy_dedup.minhash import shingle_hashes, signatures_of_shingles
+from curation.fuzzy_dedup.sorting import unique_pairs
 from curation.io.readers import read_batches
 from curation.io.writers import write_json_atomic, write_table_atomic
 from curation.schema import ID, TEXT
@@ -82,10 +82,8 @@ def _fuzzy_dedup_passes(client: Client, run: StageRun, config: FuzzyDedupConfig,
     if config.verify:
         verified_path = work / "_verified_edges.parquet"
         if not verified_path.exists():
-            shingle_paths = _shingle_candidates(client, paths, candidates, work / "_shingles", config, run.batch_rows)
-            progress(f"{run.name}: shingle sets of the candidate documents in {len(shingle_paths)} shards")
             jaccard = _jaccard_by_shard_pair(client, candidates[DOC_A].to_numpy(), candidates[DOC_B].to_numpy(),
-                                             shingle_paths, config)
+                                             _shingle_paths(minhash_dir, count), config)
             write_table_atomic(candidates.append_column(JACCARD, pa.array(jaccard, pa.float32())), verified_path)
         edges = pq.read_table(verified_path)
         edges = edges.filter(pc.greater_equal(edges[JACCARD], config.threshold))
@@ -96,7 +94,7 @@ def _fuzzy_dedup_passes(client: Client, run: StageRun, config: FuzzyDedupConfig,
 
     duplicates_path = work / "duplicates.parquet"
     if not duplicates_path.exists():
-        duplicates = _duplicates(client, edges, work, config, summary)
+        duplicates = _duplicates(client, edges, work, count, config, summary)
         write_table_atomic(duplicates, duplicates_path)
         write_json_atomic(summary, work / "clusters.json")
     progress(f"{run.name}: {pq.ParquetFile(duplicates_path).metadata.num_rows} near-duplicates to remove")
@@ -114,16 +112,26 @@ def load_fuzzy_filter(duplicates_path: str, shard: int) -> RowDropFilter:
 
 def _minhash_shard(path: str, shard: int, out_dir: str, config: FuzzyDedupConfig,
                    batch_rows: int) -> tuple[str, str]:
+    """Band rows and ids of one shard; with verification on, also every document's shingle set
+    (hashing twice would cost more than writing them: 4 bytes per word or character)."""
     bands_path = Path(out_dir) / f"bands-{shard:05d}.parquet"
     ids_path = Path(out_dir) / f"ids-{shard:05d}.parquet"
-    if not (bands_path.exists() and ids_path.exists()):
-        bands, ids, first_row = [], [], 0
+    sets_path = Path(out_dir) / f"shingles-{shard:05d}.parquet"
+    if not (bands_path.exists() and ids_path.exists() and (sets_path.exists() or not config.verify)):
+        bands, ids, sets, first_row = [], [], [], 0
         for raw in read_batches(path, source="", batch_rows=batch_rows):
-            docs = doc_index(shard, np.arange(first_row, first_row + raw.table.num_rows))
-            first_row += raw.table.num_rows
-            bands.append(band_table(signatures(raw.table[TEXT], config.minhash), docs, config.minhash,
-                                    config.active_recall_rows))
+            n_docs = raw.table.num_rows
+            docs = doc_index(shard, np.arange(first_row, first_row + n_docs))
+            first_row += n_docs
+            hashes_S, owner_S = shingle_hashes(raw.table[TEXT], config.minhash)
+            signature_NP = signatures_of_shingles(hashes_S, owner_S, n_docs, config.minhash)
+            bands.append(band_table(signature_NP, docs, config.minhash, config.active_recall_rows))
             ids.append(pa.table({DOC: docs, ID: raw.table[ID].cast(pa.string())}, schema=IDS_SCHEMA))
+            if config.verify:
+                shingles = sets_of_shingles(hashes_S, owner_S, n_docs).to_arrow()
+                sets.append(pa.table({DOC: docs, SHINGLES: shingles}, schema=SHINGLES_SCHEMA))
+        if config.verify:
+            write_table_atomic(pa.concat_tables(sets) if sets else SHINGLES_SCHEMA.empty_table(), sets_path)
         write_table_atomic(pa.concat_tables(ids) if ids else IDS_SCHEMA.empty_table(), ids_path)
         write_table_atomic(pa.concat_tables(bands) if bands else BANDS_SCHEMA.empty_table(), bands_path)
     return str(bands_path), str(ids_path)
@@ -145,36 +153,6 @@ def _candidate_edges(client: Client, band_paths: list[str]) -> pa.Table:
 # ------------------------------------------------------------------- pass 3: verification
 
 
-def _shingle_candidates(client: Client, paths: list[str], candidates: pa.Table, out_dir: Path,
-                        config: FuzzyDedupConfig, batch_rows: int) -> dict[int, str]:
-    """Shingle sets of every candidate document, one file per shard that has any."""
-    docs = unique_sorted(np.r_[candidates[DOC_A].to_numpy(), candidates[DOC_B].to_numpy()])
-    shards = doc_shard(docs)
-    wanted = {int(s): doc_row(docs[shards == s]) for s in np.unique(shards)}
-    futures = {shard: client.submit(_shingle_shard, paths[shard], shard, rows,
-                                    str(out_dir / f"part-{shard:05d}.parquet"), config, batch_rows, pure=False)
-               for shard, rows in wanted.items()}
-    return {shard: future.result() for shard, future in futures.items()}
-
-
-def _shingle_shard(path: str, shard: int, rows: np.ndarray, out_path: str, config: FuzzyDedupConfig,
-                   batch_rows: int) -> str:
-    if Path(out_path).exists():
-        return out_path
-    tables, first_row = [], 0
-    for raw in read_batches(path, source="", batch_rows=batch_rows):
-        positions = np.arange(first_row, first_row + raw.table.num_rows)
-        first_row += raw.table.num_rows
-        selected = np.isin(positions, rows)
-        if selected.any():
-            texts = raw.table[TEXT].filter(pa.array(selected))
-            sets = shingle_sets(texts, config.minhash)
-            tables.append(pa.table({DOC: doc_index(shard, positions[selected]), SHINGLES: sets.to_arrow()},
-                                   schema=SHINGLES_SCHEMA))
-    write_table_atomic(pa.concat_tables(tables) if tables else SHINGLES_SCHEMA.empty_table(), out_path)
-    return out_path
-
-
 def _jaccard_by_shard_pair(client: Client, doc_a: np.ndarray, doc_b: np.ndarray, shingle_paths: dict[int, str],
                            config: FuzzyDedupConfig) -> np.ndarray:
     """Exact Jaccard of every pair; one task per (shard of a, shard of b) block of pairs."""
@@ -193,6 +171,10 @@ def _jaccard_by_shard_pair(client: Client, doc_a: np.ndarray, doc_b: np.ndarray,
     return jaccard
 
 
+def _shingle_paths(minhash_dir: Path, count: int) -> dict[int, str]:
+    return {shard: str(minhash_dir / f"shingles-{shard:05d}.parquet") for shard in range(count)}
+
+
 def _load_shingles(path: str) -> tuple[np.ndarray, ShingleSets]:
     table = pq.read_table(path)
     return table[DOC].to_numpy(), ShingleSets.from_arrow(table[SHINGLES])
@@ -209,7 +191,8 @@ def _verify_block(doc_a: np.ndarray, doc_b: np.ndarray, path_a: str, path_b: str
 # ------------------------------------------------------------------ pass 4: components
 
 
-def _duplicates(client: Client, edges: pa.Table, work: Path, config: FuzzyDedupConfig, summary: dict) -> pa.Table:
+def _duplicates(client: Client, edges: pa.Table, work: Path, count: int, config: FuzzyDedupConfig,
+                summary: dict) -> pa.Table:
     """One row per removed document: its id, its component's kept id and their Jaccard."""
     clusters = cluster(edges[DOC_A].to_numpy(), edges[DOC_B].to_numpy())
     removed, kept = clusters.docs[clusters.removed], clusters.kept[clusters.removed]
@@ -218,9 +201,8 @@ def _duplicates(client: Client, edges: pa.Table, work: Path, config: FuzzyDedupC
     jaccard = pa.nulls(len(removed), pa.float32())
     if config.verify and len(removed):
         # The kept document may reach a removed one only through others: measure them directly.
-        shingle_paths = {int(s): str(work / "_shingles" / f"part-{s:05d}.parquet")
-                         for s in np.unique(doc_shard(np.r_[removed, kept]))}
-        jaccard = pa.array(_jaccard_by_shard_pair(client, removed, kept, shingle_paths, config), pa.float32())
+        jaccard = pa.array(_jaccard_by_shard_pair(client, removed, kept, _shingle_paths(work / "_minhash", count),
+                                                  config), pa.float32())
     return pa.table({
         ID: _ids_of(work / "_minhash", removed),
         KEPT_ID: _ids_of(work / "_minhash", kept),

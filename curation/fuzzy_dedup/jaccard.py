@@ -44,10 +44,14 @@ class ShingleSets:
 
 
 def shingle_sets(texts: pa.Array | pa.ChunkedArray, config: MinHashConfig) -> ShingleSets:
-    hashes_S, owner_S = shingle_hashes(texts, config)
+    return sets_of_shingles(*shingle_hashes(texts, config), len(texts))
+
+
+def sets_of_shingles(hashes_S: np.ndarray, owner_S: np.ndarray, n_docs: int) -> ShingleSets:
+    """Sorted unique hashes per document from `shingle_hashes` output."""
     keys = unique_sorted((owner_S.astype(np.uint64) << np.uint64(32)) | hashes_S.astype(np.uint64))
     owners = (keys >> np.uint64(32)).astype(np.int64)
-    counts = np.bincount(owners, minlength=len(texts))
+    counts = np.bincount(owners, minlength=n_docs)
     return ShingleSets(np.r_[0, np.cumsum(counts)].astype(np.int64), (keys & _LOW32).astype(np.uint32))
 
 

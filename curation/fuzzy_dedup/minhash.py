@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -131,46 +132,39 @@ def shingle_hashes(texts: pa.Array | pa.ChunkedArray, config: MinHashConfig) -> 
     return _mix32(window_hashes(word_hash_W, starts_S, lengths_S)).astype(np.uint32), owner_S
 
 
-def mod_mersenne61(x: np.ndarray, out: np.ndarray | None = None, scratch: np.ndarray | None = None) -> np.ndarray:
-    """x mod (2^61 - 1) for uint64 x, without division: 2^61 = 1 (mod p), so fold the top bits.
+@numba.njit(cache=True, nogil=True)
+def _permuted_minima(hashes_S: np.ndarray, owner_S: np.ndarray, a_P: np.ndarray, b_P: np.ndarray,
+                     signature_NP: np.ndarray) -> None:
+    """signature[owner, p] = min over a document's shingles of ((a_p * h + b_p) mod 2^64 mod M61) & (2^32 - 1).
 
-    `out` and `scratch` (same shape as x) make it allocation-free; x may be `out`.
+    One fused loop: numpy needs nine passes over a (shingles x permutations) temporary for the
+    same arithmetic; this runs 4-5x faster and allocates nothing. The modulo is a Mersenne fold
+    (2^61 = 1 mod M61), exact like datasketch's `%`.
     """
-    out = np.empty_like(x) if out is None else out
-    scratch = np.empty_like(x) if scratch is None else scratch
-    np.right_shift(x, np.uint64(61), out=scratch)
-    np.bitwise_and(x, MERSENNE_PRIME, out=out)
-    np.add(out, scratch, out=out)  # < p + 8
-    # Subtract p once if out >= p: otherwise out - p wraps past out and the minimum keeps out.
-    np.subtract(out, MERSENNE_PRIME, out=scratch)
-    return np.minimum(out, scratch, out=out)
+    for s in range(hashes_S.shape[0]):
+        h = np.uint64(hashes_S[s])
+        row = signature_NP[owner_S[s]]
+        for p in range(a_P.shape[0]):
+            v = a_P[p] * h + b_P[p]
+            folded = (v & MERSENNE_PRIME) + (v >> np.uint64(61))
+            if folded >= MERSENNE_PRIME:
+                folded -= MERSENNE_PRIME
+            folded &= MAX_HASH
+            if folded < row[p]:
+                row[p] = folded
 
 
-def signatures(texts: pa.Array | pa.ChunkedArray, config: MinHashConfig = MinHashConfig(),
-               chunk_shingles: int = 1024) -> np.ndarray:
+def signatures(texts: pa.Array | pa.ChunkedArray, config: MinHashConfig = MinHashConfig()) -> np.ndarray:
     """uint32[N, P] MinHash signatures; an empty text gets datasketch's empty value, 2^32 - 1."""
-    hashes_S, owner_S = shingle_hashes(texts, config)
+    return signatures_of_shingles(*shingle_hashes(texts, config), len(texts), config)
+
+
+def signatures_of_shingles(hashes_S: np.ndarray, owner_S: np.ndarray, n_docs: int,
+                           config: MinHashConfig = MinHashConfig()) -> np.ndarray:
+    """Signatures from `shingle_hashes` output (shingles of document i have owner i)."""
     a_P, b_P = permutations(config.num_perm, config.seed)
-    n_docs = len(texts)
     signature_NP = np.full((n_docs, config.num_perm), MAX_HASH, dtype=np.uint64)
-    # Chunks of ~1k shingles keep the (chunk x P) uint64 buffers in cache (2 MB): 2.6x faster
-    # than 16k-shingle chunks here. The buffers are reused: Dask workers set glibc's
-    # MALLOC_TRIM_THRESHOLD_, which makes every large temporary an mmap and page faults
-    # dominated the run (10x slower) before.
-    permuted = np.empty((chunk_shingles, config.num_perm), dtype=np.uint64)
-    scratch = np.empty_like(permuted)
-    for start in range(0, len(hashes_S), chunk_shingles):
-        h_S = hashes_S[start:start + chunk_shingles].astype(np.uint64)
-        owner = owner_S[start:start + chunk_shingles]
-        out, tmp = permuted[:len(h_S)], scratch[:len(h_S)]
-        with np.errstate(over="ignore"):
-            np.multiply(h_S[:, None], a_P[None, :], out=out)
-            np.add(out, b_P[None, :], out=out)
-        np.bitwise_and(mod_mersenne61(out, out=out, scratch=tmp), MAX_HASH, out=out)
-        segment_starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-        docs = owner[segment_starts]
-        minima = np.minimum.reduceat(out, segment_starts, axis=0)
-        signature_NP[docs] = np.minimum(signature_NP[docs], minima)
+    _permuted_minima(hashes_S, owner_S.astype(np.int64), a_P, b_P, signature_NP)
     return signature_NP.astype(np.uint32)
 
 

@@ -48,7 +48,7 @@ def test_vectorised_shingle_hashes_equal_the_python_twin(licence_texts, shingle)
 
 def test_signatures_equal_datasketch(licence_texts):
     config = MinHashConfig()
-    sig = signatures(pa.array(licence_texts), config, chunk_shingles=1000)  # chunks split documents
+    sig = signatures(pa.array(licence_texts), config)
     hashes, owner = shingle_hashes(pa.array(licence_texts), config)
     for doc in range(len(licence_texts)):
         reference = datasketch.MinHash(num_perm=260, seed=42, hashfunc=lambda x: x, scheme="legacy")
@@ -86,11 +86,3 @@ def test_config_errors():
         MinHashConfig(bands=10)
     with pytest.raises(ValueError, match="shingle must look like"):
         MinHashConfig(shingle="char")
-
-
-def test_mersenne_fold_equals_modulo():
-    from curation.fuzzy_dedup.minhash import MERSENNE_PRIME, mod_mersenne61
-
-    x = np.random.default_rng(0).integers(0, 2**64 - 1, size=200_000, dtype=np.uint64, endpoint=True)
-    x[:4] = [0, 2**64 - 1, MERSENNE_PRIME, MERSENNE_PRIME * np.uint64(2)]
-    assert np.array_equal(mod_mersenne61(x), x % MERSENNE_PRIME)
