@@ -8,7 +8,6 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from flows.cli import UserError
@@ -54,19 +53,10 @@ def cmd_classifiers(args: argparse.Namespace) -> None:
 def load_train_config(path: str | None, **overrides: object):
     """The training YAML validated into `classifiers.train.TrainConfig`; errors name file and field."""
     from classifiers.train import TrainConfig
-    from flows.config import ConfigError
+    from flows.config import config_error, read_config_mapping
 
-    data: dict = {}
-    if path is not None:
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError as err:
-            raise ConfigError(f"{path}: no such config file") from err
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from err
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    data = read_config_mapping(path, overrides)
+
     class TrainFile(BaseModel):  # pydantic applies extra="forbid" to the nested dataclasses too
         model_config = ConfigDict(extra="forbid")
         config: TrainConfig
@@ -74,9 +64,7 @@ def load_train_config(path: str | None, **overrides: object):
     try:
         return TrainFile.model_validate({"config": data}).config
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"][1:])
-        raise ConfigError(f"{path or 'config'}: {where}: {first['msg']}") from err
+        raise config_error(path, err, skip_loc=1) from err
 
 
 def cmd_build_training_set(args: argparse.Namespace) -> None:

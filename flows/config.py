@@ -77,8 +77,8 @@ class CurateConfig(BaseModel):
         return self
 
 
-def load_curate_config(path: str | Path | None, **overrides: object) -> CurateConfig:
-    """Read YAML (or defaults when `path` is None), apply non-None overrides, validate."""
+def read_config_mapping(path: str | Path | None, overrides: dict) -> dict:
+    """The YAML mapping at `path` (empty when None) with the non-None `overrides` applied."""
     data: dict = {}
     if path is not None:
         try:
@@ -90,9 +90,19 @@ def load_curate_config(path: str | Path | None, **overrides: object) -> CurateCo
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
     data.update({k: v for k, v in overrides.items() if v is not None})
+    return data
+
+
+def config_error(path: str | Path | None, err: ValidationError, skip_loc: int = 0) -> ConfigError:
+    """The first validation error as one line naming the file and the field."""
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"][skip_loc:])
+    return ConfigError(f"{path or 'config'}: {where}: {first['msg']}")
+
+
+def load_curate_config(path: str | Path | None, **overrides: object) -> CurateConfig:
+    """Read YAML (or defaults when `path` is None), apply non-None overrides, validate."""
     try:
-        return CurateConfig.model_validate(data)
+        return CurateConfig.model_validate(read_config_mapping(path, overrides))
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{path or 'config'}: {where}: {first['msg']}") from err
+        raise config_error(path, err) from err
