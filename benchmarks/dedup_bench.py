@@ -14,6 +14,7 @@ DataTrove is installed into its own virtualenv (`--datatrove-venv`) when missing
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -80,21 +81,19 @@ def run_measured(command: list[str]) -> tuple[float, float]:
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak = [0]
 
+    def tree_rss(root: psutil.Process) -> int:
+        total = 0
+        for member in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):  # a child may exit between listing and reading
+                total += member.memory_info().rss
+        return total
+
     def sample() -> None:
-        try:
+        with contextlib.suppress(psutil.Error):
             root = psutil.Process(process.pid)
             while process.poll() is None:
-                tree = [root, *root.children(recursive=True)]
-                total = 0
-                for member in tree:
-                    try:
-                        total += member.memory_info().rss
-                    except psutil.Error:
-                        pass
-                peak[0] = max(peak[0], total)
+                peak[0] = max(peak[0], tree_rss(root))
                 time.sleep(0.05)
-        except psutil.Error:
-            pass
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -195,7 +194,7 @@ def ensure_datatrove(venv: Path) -> Path:
     return python
 
 
-def run_datatrove(python: Path, jsonl_dir: Path, work: Path) -> tuple[float, float, np.ndarray, np.ndarray]:
+def run_datatrove(python: Path, jsonl_dir: Path, parquet_dir: Path, work: Path) -> tuple[float, float, np.ndarray, np.ndarray]:
     script = work / "pipeline.py"
     work.mkdir(parents=True, exist_ok=True)
     script.write_text(DATATROVE_SCRIPT)
@@ -203,7 +202,7 @@ def run_datatrove(python: Path, jsonl_dir: Path, work: Path) -> tuple[float, flo
     # DataTrove's own bookkeeping: (doc index in file, cluster id) per input file in `.clusters`,
     # removed doc indices in `.remove`. (Its filter only tags documents of files that lose one.)
     first_row = np.cumsum([0] + [pq.ParquetFile(p).metadata.num_rows
-                                 for p in sorted((jsonl_dir.parent / "input-parquet").glob("*.parquet"))])
+                                 for p in sorted(parquet_dir.glob("*.parquet"))])
     cluster_of, removed = {}, []
     for path in sorted((work / "remove").glob("*.clusters")):
         pairs = np.frombuffer(path.read_bytes(), dtype="<u4").reshape(-1, 2)
@@ -261,7 +260,7 @@ def main() -> None:
     if "datatrove" not in args.skip:
         python = ensure_datatrove(Path(args.datatrove_venv))
         runs.append(("DataTrove MinHash, 4 stages, 2 workers (word:5)", "word:5",
-                     run_datatrove(python, jsonl_dir, work / f"datatrove-{stamp}")))
+                     run_datatrove(python, jsonl_dir, parquet_dir, work / f"datatrove-{stamp}")))
     for name, _, (seconds, rss, removed_ids, _) in runs:
         print(f"{name}: {seconds:.1f} s, peak RSS {rss:.2f} GiB, {len(removed_ids):,} removed", flush=True)
     truths = {shingle: truth(corpus, work, shingle) for shingle in {s for _, s, _ in runs}}

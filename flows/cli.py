@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import logging
 import sys
@@ -101,10 +100,8 @@ def cmd_stage(args: argparse.Namespace) -> None:
                    if getattr(args, k) is not None}
     if fuzzy_flags and args.name != "fuzzy-dedup":
         raise UserError(f"options {sorted(fuzzy_flags)} apply to the fuzzy-dedup stage only")
-    config = load_curate_config(args.config, inputs=[{"path": p} for p in args.input])
-    if fuzzy_flags:
-        config = load_curate_config(args.config, inputs=[{"path": p} for p in args.input],
-                                    fuzzy_dedup=dataclasses.asdict(config.fuzzy_dedup) | fuzzy_flags)
+    config = load_curate_config(args.config, inputs=[{"path": p} for p in args.input],
+                                fuzzy_dedup=fuzzy_flags or None)
     inputs = resolve_inputs(config)
     with dask_client(args.scheduler or config.dask.scheduler,
                      workers=args.workers or config.dask.workers) as client:

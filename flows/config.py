@@ -78,7 +78,8 @@ class CurateConfig(BaseModel):
 
 
 def read_config_mapping(path: str | Path | None, overrides: dict) -> dict:
-    """The YAML mapping at `path` (empty when None) with the non-None `overrides` applied."""
+    """The YAML mapping at `path` (empty when None) with the non-None `overrides` applied;
+    an override of a section (a dict) updates that section's fields instead of replacing it."""
     data: dict = {}
     if path is not None:
         try:
@@ -89,7 +90,11 @@ def read_config_mapping(path: str | Path | None, overrides: dict) -> dict:
             raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from err
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = data[key] | value
+        elif value is not None:
+            data[key] = value
     return data
 
 

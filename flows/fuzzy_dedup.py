@@ -216,9 +216,10 @@ def _duplicates(client: Client, edges: pa.Table, work: Path, count: int, config:
 def _ids_of(minhash_dir: Path, docs: np.ndarray) -> pa.Array:
     """The id of each document in `docs`, reading one shard's id file at a time."""
     found = []
-    for shard in np.unique(doc_shard(docs)):
+    shards = doc_shard(docs)
+    for shard in np.unique(shards):
         table = pq.read_table(minhash_dir / f"ids-{shard:05d}.parquet")
-        found.append(table.filter(pc.is_in(table[DOC], pa.array(docs[doc_shard(docs) == shard]))))
+        found.append(table.filter(pc.is_in(table[DOC], pa.array(docs[shards == shard]))))
     table = pa.concat_tables(found) if found else IDS_SCHEMA.empty_table()
     order = np.argsort(table[DOC].to_numpy())
     position = order[np.searchsorted(table[DOC].to_numpy(), docs, sorter=order)] if len(docs) else order
