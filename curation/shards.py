@@ -80,6 +80,10 @@ def run_shard(stage: Stage, task: ShardTask) -> StageStats:
     done = finished_stats(task)
     if done is not None:
         return done
+    # A shard of another key (earlier inputs or decisions): its stats go first, so a kill from
+    # here on leaves the shard unfinished, never stale-but-finished.
+    for stale in (task.stats_path, task.rejected_path, task.output_path):
+        stale.unlink(missing_ok=True)
     started = time.perf_counter()
     stats = StageStats(name=stage.name)
     kept_writer = ShardWriter(task.output_path)

@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from curation.io.readers import iter_texts
 from curation.tokens import TokenizeConfig, TokenStats, train_tokenizer
 from flows.engine import dask_client
+from flows.retry import RETRY_DELAY_SECONDS, STAGE_RETRIES, retry_if_transient
 from flows.tokens import resolve_token_inputs, run_tokenize
 
 #: Components by quality level, and their share before renormalising over those present.
@@ -80,7 +81,8 @@ def tokenizer_task(inputs: list[str], output: Path, vocab_size: int, max_docs: i
     return output
 
 
-@task(name="tokenize", cache_policy=NO_CACHE)
+@task(name="tokenize", cache_policy=NO_CACHE, retries=STAGE_RETRIES, retry_delay_seconds=RETRY_DELAY_SECONDS,
+      retry_condition_fn=retry_if_transient)
 def tokenize_task(inputs: list[str], tokenizer: Path, output: Path, scheduler: str | None, workers: int) -> TokenStats:
     config = TokenizeConfig(tokenizer=str(tokenizer.resolve()))
     with dask_client(scheduler, workers=workers) as client:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -38,11 +39,12 @@ from classifiers.thresholds import (
 from curation.io.readers import InputFileError, read_batches
 from curation.io.writers import write_json_atomic, write_table_atomic
 from curation.stage import StageResult, StageStats, split_by_reason
-from flows.engine import StageRun, _map_shards, run_resumable, stage_key
+from flows.engine import SHARD_FILES, StageRun, _map_shards, run_resumable, shard_keys, stage_key
 
 log = logging.getLogger("ccforge")
 
 N_BYTES = "n_bytes"
+SCORES_DIR = "_scores"
 THRESHOLDS_FILE = "thresholds.json"
 QUALITY_FILE = "quality.json"
 _FAN_IN = 8  # summaries merged per reduction task
@@ -64,6 +66,7 @@ def run_classify_stage(client: Client, config: ClassifyConfig, inputs: list[tupl
     """The classify stage as the curate flow calls it; returns its stats and stage key."""
     key = classify_stage_key(config, input_fingerprint, keep_rejects=keep_rejects, strict=strict)
     run = StageRun(name="classify", inputs=inputs, output_dir=Path(output_dir), stage_key=key,
+                   config_key=classify_stage_key(config, "", keep_rejects=keep_rejects, strict=strict),
                    keep_rejects=keep_rejects, strict=strict, batch_rows=batch_rows)
     return run_classify(client, run, config, progress), key
 
@@ -72,20 +75,28 @@ def run_classify(client: Client, run: StageRun, config: ClassifyConfig,
                  progress: Callable[[str], None] = log.info) -> StageStats:
     """Score every shard, compute (or reuse) the percentile cuts, write bucketed shards."""
     config.require_classifiers()
-    return run_resumable(run, lambda: _classify_passes(client, run, config, progress), progress)
+    # Scores are named by their shard's key: a rerun over more inputs scores only the new shards.
+    return run_resumable(run, lambda: _classify_passes(client, run, config, progress), progress,
+                         keep=(*SHARD_FILES, SCORES_DIR))
 
 
 def _classify_passes(client: Client, run: StageRun, config: ClassifyConfig,
                      progress: Callable[[str], None]) -> StageStats:
     count = len(run.inputs)
-    score_paths = [str(run.output_dir / "_scores" / f"part-{i:05d}.parquet") for i in range(count)]
-    client.gather(client.map(_score_shard, [p for p, _ in run.inputs], score_paths, [config] * count,
-                             [run.batch_rows] * count, pure=False))
-    progress(f"{run.name}: scored {count} shards with {', '.join(s.name for s in config.classifiers)}")
+    scores_dir = run.output_dir / SCORES_DIR
+    score_paths = [str(scores_dir / f"part-{i:05d}-{key[:16]}.parquet") for i, key in enumerate(shard_keys(run))]
+    for stale in set(map(str, scores_dir.glob("part-*.parquet"))) - set(score_paths):
+        Path(stale).unlink()
+    to_score = [(path, out) for (path, _), out in zip(run.inputs, score_paths) if not Path(out).exists()]
+    client.gather(client.map(_score_shard, [p for p, _ in to_score], [out for _, out in to_score],
+                             [config] * len(to_score), [run.batch_rows] * len(to_score), pure=False))
+    progress(f"{run.name}: scored {len(to_score)} shards ({count - len(to_score)} scored earlier) "
+             f"with {', '.join(s.name for s in config.classifiers)}")
     thresholds = _thresholds(client, config, score_paths, run.output_dir / THRESHOLDS_FILE)
     progress(f"{run.name}: thresholds in {run.output_dir / THRESHOLDS_FILE}")
     makers = [functools.partial(ScoredShard, run.name, path, thresholds) for path in score_paths]
-    stats = _map_shards(client, run, makers, progress)
+    cuts = json.dumps({name: list(t.cuts) for name, t in sorted(thresholds.items())})
+    stats = _map_shards(client, run, makers, progress, [cuts] * count)
     write_quality_report(client, score_paths, thresholds, run.output_dir)
     return stats
 

@@ -1,8 +1,14 @@
-"""Dask execution of stages: one task per shard, a shuffle for global stages, resumable.
+"""Dask execution of stages: one task per shard, a shuffle for global stages, resumable and incremental.
 
 A stage directory is finished when its `_SUCCESS` holds the current stage key (a hash of
-the stage's config and its inputs' fingerprint). An unfinished one is resumed shard by
-shard; one left by a different key is cleared first, so stale shards never mix in.
+the stage's config and its inputs' fingerprint). Below that, every output shard carries a
+shard key in its `part-NNNNN.stats.json`: a hash of the stage config, the shard's position,
+the identity of its input shard and (for dedup and classify) what the global pass decided
+for it. A rerun recomputes only shards whose key changed, so new crawl files added to the
+inputs cost their own shards plus the global passes; shards of unchanged inputs are reused
+as they are (their files untouched, so the next stage reuses its shards too). When the
+stage key changes, everything but the shards is cleared (global passes start afresh), and
+shards of another key are rewritten or removed, so stale shards never mix in.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import fsspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from distributed import Client, LocalCluster, as_completed
@@ -29,7 +36,7 @@ from curation.exact_dedup import (
 )
 from curation.io.readers import read_batches
 from curation.io.writers import remove_temp_files, write_json_atomic, write_table_atomic
-from curation.shards import ShardTask, run_shard
+from curation.shards import ShardTask, finished_stats, run_shard
 from curation.stage import RowDropFilter, Stage, StageStats
 
 log = logging.getLogger("ccforge")
@@ -50,6 +57,9 @@ class StageRun:
     inputs: list[tuple[str, str]]  # (path, source) in a fixed order: the shard index is the position
     output_dir: Path
     stage_key: str
+    #: Hash of the stage's config alone (no inputs): the base of every shard key. Empty:
+    #: shards are keyed by the whole stage key (a change of any input recomputes every shard).
+    config_key: str = ""
     keep_rejects: bool = False
     strict: bool = False
     batch_rows: int = 1000
@@ -82,14 +92,40 @@ def stage_key(name: str, config: object, input_fingerprint: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
+def shard_identity(path: str) -> str:
+    """What a shard's contents depend on: the shard key the stage that wrote it recorded in its
+    `.stats.json` (so a shard reused as it was keeps its identity), else its size and mtime."""
+    if path.endswith(".parquet") and "://" not in path:
+        stats = Path(path[: -len(".parquet")] + ".stats.json")
+        if stats.exists():
+            key = json.loads(stats.read_text()).get("stage_key")
+            if key:
+                return key
+    fs, fs_path = fsspec.core.url_to_fs(path)
+    info = fs.info(fs_path)
+    return f"{info.get('size')}:{info.get('mtime') or info.get('LastModified') or ''}"
+
+
 def fingerprint_files(paths: list[str]) -> str:
-    """Paths, sizes and modification times of input files: changes when any input changes."""
-    entries = []
-    for path in paths:
-        fs, fs_path = fsspec.core.url_to_fs(path)
-        info = fs.info(fs_path)
-        entries.append([path, info.get("size"), str(info.get("mtime") or info.get("LastModified") or "")])
+    """Paths and identities of input files: changes when any input changes."""
+    entries = [[path, shard_identity(path)] for path in paths]
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:32]
+
+
+def shard_keys(run: StageRun, decisions: list[str] | None = None) -> list[str]:
+    """The key of every output shard of `run`: config, position, input identity and the global
+    pass's decision for the shard (`decisions[i]`, e.g. a digest of the rows it drops)."""
+    base = run.config_key or run.stage_key
+    keys = []
+    for i, (path, source) in enumerate(run.inputs):
+        material = [base, i, path, source, shard_identity(path), decisions[i] if decisions else ""]
+        keys.append(hashlib.sha256(json.dumps(material).encode()).hexdigest()[:32])
+    return keys
+
+
+def rows_digest(rows: np.ndarray) -> str:
+    """A digest of a set of row numbers (a dedup pass's decision for one shard)."""
+    return hashlib.sha256(np.sort(np.asarray(rows, dtype=np.int64)).tobytes()).hexdigest()[:16]
 
 
 def finished_stage(output_dir: Path, key: str) -> StageStats | None:
@@ -99,11 +135,22 @@ def finished_stage(output_dir: Path, key: str) -> StageStats | None:
     return None
 
 
-def prepare_stage_dir(output_dir: Path, key: str) -> None:
-    """Resume a directory of the same key; clear one of another key; drop killed writes."""
+#: What survives a change of stage key in an incremental stage: shards carry their own keys.
+SHARD_FILES = ("part-*.parquet", "part-*.stats.json", "rejected")
+
+
+def prepare_stage_dir(output_dir: Path, key: str, keep: tuple[str, ...] = ()) -> None:
+    """Resume a directory of the same key. From one of another key, remove everything but the
+    `keep` globs (all of it when empty). Drop killed writes either way."""
     key_file = output_dir / STAGE_KEY_FILE
     if output_dir.exists() and (not key_file.exists() or key_file.read_text() != key):
-        shutil.rmtree(output_dir)
+        if not keep:
+            shutil.rmtree(output_dir)
+        else:
+            kept = {path for pattern in keep for path in output_dir.glob(pattern)}
+            for path in output_dir.iterdir():
+                if path not in kept:
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
     output_dir.mkdir(parents=True, exist_ok=True)
     key_file.write_text(key)
     removed = remove_temp_files(output_dir)
@@ -116,14 +163,15 @@ def output_shards(output_dir: Path) -> list[str]:
 
 
 def run_resumable(run: StageRun, body: Callable[[], StageStats],
-                  progress: Callable[[str], None] = log.info) -> StageStats:
-    """Skip a finished stage; otherwise prepare its directory, run `body`, check and mark it."""
+                  progress: Callable[[str], None] = log.info, keep: tuple[str, ...] = SHARD_FILES) -> StageStats:
+    """Skip a finished stage; otherwise prepare its directory, run `body`, check and mark it.
+    With a `config_key`, the shards (and `keep`) of an earlier run of the same config stay for reuse."""
     done = finished_stage(run.output_dir, run.stage_key)
     if done is not None:
         progress(f"{run.name}: finished earlier, skipped")
         return done
     started = time.perf_counter()
-    prepare_stage_dir(run.output_dir, run.stage_key)
+    prepare_stage_dir(run.output_dir, run.stage_key, keep if run.config_key else ())
     total = body()
     total.seconds = time.perf_counter() - started
     total.check_accounting()
@@ -147,14 +195,24 @@ def _build_and_run_shard(make_stage: Callable[[], Stage], task: ShardTask) -> St
 
 
 def _map_shards(client: Client, run: StageRun, stage_makers: list[Callable[[], Stage]],
-                progress: Callable[[str], None]) -> StageStats:
-    tasks = [ShardTask(stage_key=run.stage_key, input_path=path, source=source,
-                       output_dir=str(run.output_dir), index=i, keep_rejects=run.keep_rejects,
-                       strict=run.strict, batch_rows=run.batch_rows)
-             for i, (path, source) in enumerate(run.inputs)]
-    futures = {client.submit(_build_and_run_shard, maker, task, pure=False): task
-               for maker, task in zip(stage_makers, tasks)}
+                progress: Callable[[str], None], decisions: list[str] | None = None) -> StageStats:
+    """Run every shard whose key changed on the cluster; reuse the others as they are."""
+    tasks = [ShardTask(stage_key=key, input_path=path, source=source,
+                     output_dir=str(run.output_dir), index=i, keep_rejects=run.keep_rejects,
+                     strict=run.strict, batch_rows=run.batch_rows)
+             for i, ((path, source), key) in enumerate(zip(run.inputs, shard_keys(run, decisions)))]
+    _remove_shards_beyond(run.output_dir, len(tasks))
     total = StageStats(name=run.name)
+    pending = []
+    for maker, task in zip(stage_makers, tasks):
+        done = finished_stats(task)
+        if done is None:
+            pending.append((maker, task))
+        else:
+            total = total + done
+    if len(pending) < len(tasks):
+        progress(f"{run.name}: {len(tasks) - len(pending)} of {len(tasks)} shards finished earlier, reused")
+    futures = {client.submit(_build_and_run_shard, maker, task, pure=False): task for maker, task in pending}
     for finished, future in enumerate(as_completed(futures), start=1):
         task = futures[future]
         try:
@@ -162,9 +220,17 @@ def _map_shards(client: Client, run: StageRun, stage_makers: list[Callable[[], S
         except Exception as err:
             client.cancel(list(futures))
             raise StageFailed(f"stage {run.name} failed on {task.input_path}: {str(err).splitlines()[0]}") from err
-        if finished == len(tasks) or finished % max(1, len(tasks) // 20) == 0:
-            progress(f"{run.name}: {finished}/{len(tasks)} shards")
+        if finished == len(pending) or finished % max(1, len(pending) // 20) == 0:
+            progress(f"{run.name}: {finished}/{len(pending)} shards")
     return total
+
+
+def _remove_shards_beyond(output_dir: Path, count: int) -> None:
+    """Shards of inputs no longer there (an earlier run had more): they must not be read as output."""
+    for path in [*output_dir.glob("part-*"), *output_dir.glob("rejected/part-*")]:
+        index = path.name.split(".")[0].removeprefix("part-")
+        if index.isdigit() and int(index) >= count:
+            path.unlink()
 
 
 # ----------------------------------------------------------------------------- exact dedup
@@ -217,4 +283,13 @@ def _exact_dedup_passes(client: Client, run: StageRun, config: ExactDedupConfig,
         write_table_atomic(_shuffle_duplicates(client, hash_paths), duplicates_path)
     progress(f"{run.name}: {pq.ParquetFile(duplicates_path).metadata.num_rows} duplicates found")
     makers = [functools.partial(load_duplicate_filter, str(duplicates_path), i) for i in range(count)]
-    return _map_shards(client, run, makers, progress)
+    return _map_shards(client, run, makers, progress, drop_decisions(duplicates_path, count))
+
+
+def drop_decisions(duplicates_path: Path, count: int) -> list[str]:
+    """Per shard, a digest of the rows a dedup pass drops from it (`SHARD`, `ROW` columns)."""
+    table = pq.read_table(duplicates_path, columns=[SHARD, ROW])
+    shards, rows = table[SHARD].to_numpy(), table[ROW].to_numpy()
+    order = np.argsort(shards, kind="stable")
+    bounds = np.searchsorted(shards[order], np.arange(count + 1))
+    return [rows_digest(rows[order[bounds[i]:bounds[i + 1]]]) for i in range(count)]

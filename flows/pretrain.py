@@ -15,6 +15,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.retry import RETRY_DELAY_SECONDS, retry_if_killed
 from flows.run_report import read_metrics
 from training.trainer.config import load_train_config
 from training.trainer.launch import LaunchSpec, run_torchrun, torchrun_command
@@ -22,6 +23,11 @@ from training.trainer.launch import LaunchSpec, run_torchrun, torchrun_command
 
 class TrainingFailed(RuntimeError):
     """torchrun exited non-zero; the message carries the last error lines."""
+
+    def __init__(self, code: int, errors: list[str]) -> None:
+        super().__init__(f"training exited with {code}: " + " | ".join(errors))
+        # By a signal (torchrun itself, or a rank as torchrun reports it): not the run's own error.
+        self.killed = code < 0 or any("Signal" in line or "SIGKILL" in line for line in errors)
 
 
 @dataclass(frozen=True)
@@ -48,12 +54,13 @@ def summary_markdown(summary: dict, run_dir: Path) -> str:
     return f"# Training run {run_dir}\n\n| metric | value |\n|---|---:|\n{rows}\n"
 
 
-@task(name="torchrun", cache_policy=NO_CACHE)
+@task(name="torchrun", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=RETRY_DELAY_SECONDS,
+      retry_condition_fn=retry_if_killed)
 def torchrun_task(config: str, overrides: dict, nproc: int) -> None:
     code, errors = run_torchrun(torchrun_command(LaunchSpec(nproc=nproc), config, overrides=overrides, resume=True,
                                                  stop_after=None), print)
     if code != 0:
-        raise TrainingFailed(f"training exited with {code}: " + " | ".join(errors))
+        raise TrainingFailed(code, errors)
 
 
 @task(name="export-hf", cache_policy=NO_CACHE)

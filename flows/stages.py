@@ -67,10 +67,11 @@ def run_stage(client: Client, name: str, config: CurateConfig, inputs: list[tupl
 
         return run_rephrase_stage(config.rephrase, inputs, input_fingerprint, output_dir, strict=config.strict,
                                   batch_rows=config.batch_rows, progress=progress)
-    key = stage_key(name, {"stage": stage_config(name, config), "keep_rejects": config.keep_rejects,
-                           "strict": config.strict}, input_fingerprint)
+    material = {"stage": stage_config(name, config), "keep_rejects": config.keep_rejects, "strict": config.strict}
+    key = stage_key(name, material, input_fingerprint)
     run = StageRun(name=name, inputs=inputs, output_dir=output_dir, stage_key=key,
-                   keep_rejects=config.keep_rejects, strict=config.strict, batch_rows=config.batch_rows)
+                   config_key=stage_key(name, material, ""), keep_rejects=config.keep_rejects,
+                   strict=config.strict, batch_rows=config.batch_rows)
     if name == "exact-dedup":
         return run_exact_dedup(client, run, config.exact_dedup, progress), key
     if name == "fuzzy-dedup":

@@ -72,6 +72,19 @@ def test_classify_stage_end_to_end(client, shards, tmp_path: Path, fasttext_path
     first = pq.read_table(later / "part-00000.parquet")
     assert first["bucket_ft"].to_pylist() == table.slice(0, 40)["bucket_ft"].to_pylist()
 
+    # That crawl grows by a shard: only the new shard is scored and bucketed; the first is reused untouched.
+    first_version = (later / "part-00000.parquet").stat().st_mtime_ns
+    messages: list[str] = []
+    grown, _ = run_classify_stage(client, reuse, shards[:2], fingerprint_files([p for p, _ in shards[:2]]), later,
+                                  progress=messages.append)
+    assert grown.docs_out == 80
+    assert "classify: scored 1 shards (1 scored earlier) with ft, edu" in messages
+    assert "classify: 1 of 2 shards finished earlier, reused" in messages
+    assert (later / "part-00000.parquet").stat().st_mtime_ns == first_version
+    assert len(list((later / "_scores").glob("part-*.parquet"))) == 2
+    second = pq.read_table(later / "part-00001.parquet")
+    assert second["quality_bucket"].to_pylist() == table.slice(40, 40)["quality_bucket"].to_pylist()
+
     # The one-table stage gives the same columns without Dask.
     direct = ClassifyStage(config, thresholds).run(pq.read_table(shards[0][0]))
     assert direct["quality_bucket"].to_pylist() == table.slice(0, 40)["quality_bucket"].to_pylist()

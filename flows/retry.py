@@ -1,0 +1,50 @@
+"""When a failed Prefect task is worth retrying: only when the failure came from the machines
+(a lost worker or connection, a killed training process), never from the data or the config,
+which would fail the same way again. Retrying is safe because every stage resumes by key and
+training resumes from its newest checkpoint to the same next token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from distributed import KilledWorker
+
+#: Failures of the cluster, not of the work: a worker that died (KilledWorker), a dropped
+#: connection (CommClosedError is an OSError), a timeout. Missing or unreadable files are not.
+_TRANSIENT = (KilledWorker, ConnectionError, TimeoutError)
+_PERMANENT_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+STAGE_RETRIES = 2
+RETRY_DELAY_SECONDS = 5
+
+
+def is_transient(err: BaseException) -> bool:
+    """True for an infrastructure failure, looking through the chain of causes."""
+    while err is not None:
+        if isinstance(err, _TRANSIENT) or (isinstance(err, OSError) and not isinstance(err, _PERMANENT_OS_ERRORS)):
+            return True
+        err = err.__cause__
+    return False
+
+
+def _failure(state: Any) -> BaseException | None:
+    try:
+        state.result()
+    except BaseException as err:  # noqa: BLE001 - the failed state's exception is the subject here
+        return err
+    return None
+
+
+def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect `retry_condition_fn` of the curation and tokenize tasks."""
+    err = _failure(state)
+    return err is not None and is_transient(err)
+
+
+def retry_if_killed(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect `retry_condition_fn` of the torchrun task: retry a run killed by a signal (the
+    OOM killer, a lost node), which resumes from its checkpoint; not one that failed by itself."""
+    from flows.pretrain import TrainingFailed
+
+    err = _failure(state)
+    return isinstance(err, TrainingFailed) and err.killed
