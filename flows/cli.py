@@ -179,7 +179,7 @@ COMMANDS = {"quickstart": cmd_quickstart, "sample-corpus": cmd_sample_corpus, "c
             "stage": cmd_stage, "model": cmd_model}
 # Command groups in their own modules: each has `add_commands(subparsers) -> {name: handler}`.
 COMMAND_MODULES: list[str] = ["flows.cli_tokens", "flows.cli_classifiers", "flows.cli_train",
-                              "flows.cli_rephrase", "flows.cli_report"]
+                              "flows.cli_rephrase", "flows.cli_report", "flows.cli_schedule"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,11 +190,12 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.INFO)
     from curation.io.readers import InputFileError
     from flows.config import ConfigError
+    from flows.curate import WorkdirBusy
     from flows.engine import StageFailed
 
     try:
         COMMANDS[args.command](args)
-    except (UserError, ConfigError, InputFileError, FileNotFoundError) as err:
+    except (UserError, ConfigError, InputFileError, FileNotFoundError, WorkdirBusy) as err:
         print(f"ccforge {args.command}: error: {err}", file=sys.stderr)
         return 2
     except ValueError as err:

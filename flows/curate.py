@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import socket
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,7 +38,8 @@ def stage_task(client: Client, name: str, config: CurateConfig, inputs: list[tup
     return run_stage(client, name, config, inputs, input_fingerprint, output_dir)[0]
 
 
-@flow(name="curate", log_prints=True)
+# The config arrives validated (pydantic); Prefect re-validating it would rebuild its models in every flow-run process.
+@flow(name="curate", log_prints=True, validate_parameters=False)
 def curate(config: CurateConfig) -> list[StageStats]:
     """Run the configured stages in order; the last filtering stage's shards become WORKDIR/curated/
     (the synthetic rows of `rephrase` stay in WORKDIR/rephrase/: an additional dataset).
@@ -46,31 +51,53 @@ def curate(config: CurateConfig) -> list[StageStats]:
     inputs = resolve_inputs(config)
     all_stats: list[StageStats] = []
     work: list[dict] = []
-    with dask_client(config.dask.scheduler, workers=config.dask.workers,
-                     threads_per_worker=config.dask.threads_per_worker,
-                     memory_limit=config.dask.memory_limit) as client:
-        for name in config.stages:
-            output_dir = workdir / name
-            before = _shard_versions(output_dir)
-            stats = stage_task.with_options(name=name)(
-                client, name, config, inputs, fingerprint_files([path for path, _ in inputs]), output_dir)
-            all_stats.append(stats)
-            inputs = [(path, "") for path in output_shards(output_dir)]
-            after = _shard_versions(output_dir)
-            work.append({"stage": name, "shards": len(inputs),
-                         "shards_written": sum(1 for path, version in after.items() if before.get(path) != version),
-                         "docs_out": stats.docs_out})
-    filtering = [name for name in config.stages if name != "rephrase"]
-    if filtering:
-        publish_curated(workdir / filtering[-1], workdir / "curated")
-    write_json_atomic({"stages": [s.to_dict() for s in all_stats]}, workdir / "stats.json")
-    write_curation_report(all_stats, workdir / "report.md")
-    _log_run(workdir, started, work)
+    with workdir_lock(workdir):
+        with dask_client(config.dask.scheduler, workers=config.dask.workers,
+                         threads_per_worker=config.dask.threads_per_worker,
+                         memory_limit=config.dask.memory_limit) as client:
+            for name in config.stages:
+                output_dir = workdir / name
+                before = _shard_versions(output_dir)
+                stats = stage_task.with_options(name=name)(
+                    client, name, config, inputs, fingerprint_files([path for path, _ in inputs]), output_dir)
+                all_stats.append(stats)
+                inputs = [(path, "") for path in output_shards(output_dir)]
+                after = _shard_versions(output_dir)
+                work.append({"stage": name, "shards": len(inputs), "docs_out": stats.docs_out,
+                             "shards_written": sum(1 for path, version in after.items() if before.get(path) != version)})
+        filtering = [name for name in config.stages if name != "rephrase"]
+        if filtering:
+            publish_curated(workdir / filtering[-1], workdir / "curated")
+        write_json_atomic({"stages": [s.to_dict() for s in all_stats]}, workdir / "stats.json")
+        write_curation_report(all_stats, workdir / "report.md")
+        _log_run(workdir, started, work)
     print(funnel_markdown(all_stats))
     with_languages = [s for s in all_stats if s.languages]
     if with_languages:
         print(f"\nlanguages after {with_languages[-1].name}:\n{languages_markdown(with_languages[-1], top=10)}")
     return all_stats
+
+
+class WorkdirBusy(RuntimeError):
+    """Another curate run holds the workdir."""
+
+
+@contextmanager
+def workdir_lock(workdir: Path) -> Iterator[None]:
+    """Hold WORKDIR/.lock for the run: a second run over the same workdir (a scheduled one and a
+    manual one) stops with a clear message instead of racing. The OS drops it if the run is killed."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    with open(workdir / ".lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise WorkdirBusy(f"{workdir} is in use by another curate run ({lock.read().strip() or 'unknown'})") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        lock.flush()
+        yield
 
 
 def _shard_versions(stage_dir: Path) -> dict[str, tuple[int, int]]:

@@ -58,7 +58,7 @@ def train_config(settings: TrainingSettings, mixture: Path, workdir: Path) -> di
     return config
 
 
-@flow(name="pipeline", log_prints=True)
+@flow(name="pipeline", log_prints=True, validate_parameters=False)  # configs arrive validated
 def pipeline(curate_config: CurateConfig, workdir: str | Path, training: TrainingSettings | None = None) -> PipelineResult:
     training = training or TrainingSettings()
     workdir = Path(workdir)
