@@ -15,6 +15,7 @@ from pathlib import Path
 
 from distributed import Client
 from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.context import FlowRunContext, get_run_context
 from prefect.cache_policies import NO_CACHE
 
@@ -71,10 +72,13 @@ def curate(config: CurateConfig) -> list[StageStats]:
         write_json_atomic({"stages": [s.to_dict() for s in all_stats]}, workdir / "stats.json")
         write_curation_report(all_stats, workdir / "report.md")
         _log_run(workdir, started, work)
-    print(funnel_markdown(all_stats))
+    funnel = funnel_markdown(all_stats)
     with_languages = [s for s in all_stats if s.languages]
     if with_languages:
-        print(f"\nlanguages after {with_languages[-1].name}:\n{languages_markdown(with_languages[-1], top=10)}")
+        funnel += f"\n\nlanguages after {with_languages[-1].name}:\n\n{languages_markdown(with_languages[-1], top=10)}"
+    print(funnel)
+    create_markdown_artifact(f"# Curation funnel of {workdir}\n\n{funnel}\n", key="curation-funnel",
+                             description="Documents in and out of every stage")
     return all_stats
 
 

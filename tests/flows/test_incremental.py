@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from distributed import LocalCluster
+from prefect.artifacts import Artifact
 
 from flows.config import load_curate_config
 from flows.curate import RUNS_LOG, curate
@@ -72,3 +73,7 @@ def test_new_crawl_files_are_curated_and_finished_shards_reused(growing_crawl, t
         assert shrunk[-1].docs_out < grown[-1].docs_out
         assert not list(workdir.glob("*/part-00002*"))
         assert [s["shards_written"] for s in _runs(workdir)[3]["stages"]] == [0] * len(stages)
+
+    funnel = Artifact.get("curation-funnel")  # the newest run's funnel, as a Prefect markdown artifact
+    assert funnel.type == "markdown" and f"# Curation funnel of {workdir}" in funnel.data
+    assert all(f"| {stage} |" in funnel.data for stage in stages)
