@@ -39,7 +39,7 @@ from classifiers.thresholds import (
 from curation.io.readers import InputFileError, read_batches
 from curation.io.writers import write_json_atomic, write_table_atomic
 from curation.stage import StageResult, StageStats, split_by_reason
-from flows.engine import SHARD_FILES, StageRun, _map_shards, run_resumable, shard_keys, stage_key
+from flows.engine import SHARD_FILES, StageRun, _map_shards, gather_per_input, run_resumable, shard_keys, stage_key
 
 log = logging.getLogger("ccforge")
 
@@ -88,8 +88,8 @@ def _classify_passes(client: Client, run: StageRun, config: ClassifyConfig,
     for stale in set(map(str, scores_dir.glob("part-*.parquet"))) - set(score_paths):
         Path(stale).unlink()
     to_score = [(path, out) for (path, _), out in zip(run.inputs, score_paths) if not Path(out).exists()]
-    client.gather(client.map(_score_shard, [p for p, _ in to_score], [out for _, out in to_score],
-                             [config] * len(to_score), [run.batch_rows] * len(to_score), pure=False))
+    gather_per_input(client, dataclasses.replace(run, inputs=[(path, "") for path, _ in to_score]), _score_shard,
+                     [out for _, out in to_score], [config] * len(to_score), [run.batch_rows] * len(to_score))
     progress(f"{run.name}: scored {len(to_score)} shards ({count - len(to_score)} scored earlier) "
              f"with {', '.join(s.name for s in config.classifiers)}")
     thresholds = _thresholds(client, config, score_paths, run.output_dir / THRESHOLDS_FILE)

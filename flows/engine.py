@@ -172,7 +172,12 @@ def run_resumable(run: StageRun, body: Callable[[], StageStats],
         return done
     started = time.perf_counter()
     prepare_stage_dir(run.output_dir, run.stage_key, keep if run.config_key else ())
-    total = body()
+    try:
+        total = body()
+    except StageFailed:
+        raise
+    except Exception as err:  # a global pass (a shuffle, a reduction): the stage is named, the input is in the message
+        raise StageFailed(f"stage {run.name} failed: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
     total.seconds = time.perf_counter() - started
     total.check_accounting()
     write_json_atomic(total.to_dict(), run.output_dir / "stats.json")
@@ -225,6 +230,20 @@ def _map_shards(client: Client, run: StageRun, stage_makers: list[Callable[[], S
     return total
 
 
+def gather_per_input(client: Client, run: StageRun, function: Callable, *per_input: list) -> list:
+    """`function(input_path, *args)` for every input of `run` on the cluster (a global stage's
+    per-shard pass: hashes, signatures, scores); results in input order. A failure stops the
+    stage with a StageFailed that names the stage and the input."""
+    paths = [path for path, _ in run.inputs]
+    futures = client.map(function, paths, *per_input, pure=False)
+    for path, future in zip(paths, futures):
+        err = future.exception()
+        if err is not None:
+            client.cancel(futures)
+            raise StageFailed(f"stage {run.name} failed on {path}: {str(err).splitlines()[0]}") from err
+    return client.gather(futures)
+
+
 def _remove_shards_beyond(output_dir: Path, count: int) -> None:
     """Shards of inputs no longer there (an earlier run had more): they must not be read as output."""
     for path in [*output_dir.glob("part-*"), *output_dir.glob("rejected/part-*")]:
@@ -274,9 +293,8 @@ def _exact_dedup_passes(client: Client, run: StageRun, config: ExactDedupConfig,
     hashes_dir = run.output_dir / "_hashes"
     hashes_dir.mkdir(exist_ok=True)
     count = len(run.inputs)
-    hash_paths = client.gather(client.map(
-        _hash_shard, [p for p, _ in run.inputs], range(count),
-        [str(hashes_dir / f"part-{i:05d}.parquet") for i in range(count)], [config] * count, pure=False))
+    hash_paths = gather_per_input(client, run, _hash_shard, list(range(count)),
+                                  [str(hashes_dir / f"part-{i:05d}.parquet") for i in range(count)], [config] * count)
     progress(f"{run.name}: hashed {count} shards")
     duplicates_path = run.output_dir / "duplicates.parquet"
     if not duplicates_path.exists():

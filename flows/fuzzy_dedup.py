@@ -42,7 +42,7 @@ from curation.io.readers import read_batches
 from curation.io.writers import write_arrow_atomic, write_json_atomic, write_table_atomic
 from curation.schema import ID, TEXT
 from curation.stage import RowDropFilter, StageStats
-from flows.engine import StageRun, _map_shards, drop_decisions, run_resumable
+from flows.engine import StageRun, _map_shards, drop_decisions, gather_per_input, run_resumable
 
 log = logging.getLogger("ccforge")
 
@@ -67,9 +67,9 @@ def _fuzzy_dedup_passes(client: Client, run: StageRun, config: FuzzyDedupConfig,
     paths = [path for path, _ in run.inputs]
     count = len(paths)
     minhash_dir = work / "_minhash"
-    futures = client.map(_minhash_shard, paths, range(count), [str(minhash_dir)] * count, [config] * count,
-                         [run.batch_rows] * count, pure=False)
-    band_paths = [bands for bands, _ in client.gather(futures)]
+    signatures = gather_per_input(client, run, _minhash_shard, list(range(count)), [str(minhash_dir)] * count,
+                                  [config] * count, [run.batch_rows] * count)
+    band_paths = [bands for bands, _ in signatures]
     progress(f"{run.name}: signatures of {count} shards")
 
     edges_path = work / "_edges.parquet"

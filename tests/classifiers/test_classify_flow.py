@@ -14,7 +14,7 @@ from classifiers.ensemble import assign_buckets, quality_levels
 from classifiers.stage import ClassifierSpec, ClassifyConfig, ClassifyStage
 from classifiers.thresholds import load_thresholds
 from flows.classify import run_classify_stage
-from flows.engine import dask_client, fingerprint_files
+from flows.engine import StageFailed, dask_client, fingerprint_files
 
 
 @pytest.fixture(scope="module")
@@ -98,5 +98,5 @@ def test_reused_thresholds_must_match_the_model(client, shards, tmp_path: Path, 
                     tmp_path / "old.json")
     config = ClassifyConfig(classifiers=(ClassifierSpec(name="ft", path=str(fasttext_path)),),
                             thresholds=str(tmp_path / "old.json"))
-    with pytest.raises(ValueError, match="computed for another model"):
+    with pytest.raises(StageFailed, match="stage classify failed: .*computed for another model"):
         run_classify_stage(client, config, shards[:1], "x", tmp_path / "out", progress=lambda m: None)
