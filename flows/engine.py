@@ -34,7 +34,7 @@ from distributed import Client, LocalCluster, as_completed
 from curation.exact_dedup import (
     DUPLICATES_SCHEMA, HASH, HASHES_SCHEMA, ROW, SHARD, ExactDedupConfig, find_duplicates, hash_documents,
 )
-from curation.io.readers import read_batches
+from curation.io.readers import InputFileError, read_batches
 from curation.io.writers import remove_temp_files, write_json_atomic, write_table_atomic
 from curation.shards import ShardTask, finished_stats, run_shard
 from curation.stage import RowDropFilter, Stage, StageStats
@@ -224,7 +224,7 @@ def _map_shards(client: Client, run: StageRun, stage_makers: list[Callable[[], S
             total = total + future.result()
         except Exception as err:
             client.cancel(list(futures))
-            raise StageFailed(f"stage {run.name} failed on {task.input_path}: {str(err).splitlines()[0]}") from err
+            raise StageFailed(f"stage {run.name} failed on {task.input_path}: {_reason(err, task.input_path)}") from err
         if finished == len(pending) or finished % max(1, len(pending) // 20) == 0:
             progress(f"{run.name}: {finished}/{len(pending)} shards")
     return total
@@ -240,8 +240,13 @@ def gather_per_input(client: Client, run: StageRun, function: Callable, *per_inp
         err = future.exception()
         if err is not None:
             client.cancel(futures)
-            raise StageFailed(f"stage {run.name} failed on {path}: {str(err).splitlines()[0]}") from err
+            raise StageFailed(f"stage {run.name} failed on {path}: {_reason(err, path)}") from err
     return client.gather(futures)
+
+
+def _reason(err: BaseException, path: str) -> str:
+    """The first line of `err` without the path it starts with (InputFileError messages do)."""
+    return str(err).splitlines()[0].removeprefix(f"{path}: ") if str(err) else type(err).__name__
 
 
 def _remove_shards_beyond(output_dir: Path, count: int) -> None:
@@ -255,12 +260,17 @@ def _remove_shards_beyond(output_dir: Path, count: int) -> None:
 # ----------------------------------------------------------------------------- exact dedup
 
 
-def _hash_shard(path: str, shard: int, out_path: str, config: ExactDedupConfig) -> str:
+def _hash_shard(path: str, shard: int, out_path: str, config: ExactDedupConfig, strict: bool) -> str:
     if not Path(out_path).exists():
         tables, first_row = [], 0
-        for raw in read_batches(path, source="", batch_rows=10_000):
-            tables.append(hash_documents(raw.table, shard, first_row, config))
-            first_row += raw.table.num_rows
+        try:
+            for raw in read_batches(path, source="", batch_rows=10_000):
+                tables.append(hash_documents(raw.table, shard, first_row, config))
+                first_row += raw.table.num_rows
+        except InputFileError as err:  # the filter pass meets it again and lists it under `errors`
+            if strict:
+                raise
+            log.warning("%s", err)
         write_table_atomic(pa.concat_tables(tables) if tables else HASHES_SCHEMA.empty_table(), out_path)
     return out_path
 
@@ -294,7 +304,8 @@ def _exact_dedup_passes(client: Client, run: StageRun, config: ExactDedupConfig,
     hashes_dir.mkdir(exist_ok=True)
     count = len(run.inputs)
     hash_paths = gather_per_input(client, run, _hash_shard, list(range(count)),
-                                  [str(hashes_dir / f"part-{i:05d}.parquet") for i in range(count)], [config] * count)
+                                  [str(hashes_dir / f"part-{i:05d}.parquet") for i in range(count)], [config] * count,
+                                  [run.strict] * count)
     progress(f"{run.name}: hashed {count} shards")
     duplicates_path = run.output_dir / "duplicates.parquet"
     if not duplicates_path.exists():

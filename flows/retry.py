@@ -8,11 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 from distributed import KilledWorker
+from distributed.comm.core import CommClosedError
 
 #: Failures of the cluster, not of the work: a worker that died (KilledWorker), a dropped
-#: connection (CommClosedError is an OSError), a timeout. Missing or unreadable files are not.
-_TRANSIENT = (KilledWorker, ConnectionError, TimeoutError)
-_PERMANENT_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+#: connection, a timeout. Other OSErrors are not: pyarrow raises a bare OSError for a damaged
+#: Parquet file ("Couldn't deserialize thrift", "Corrupt snappy compressed data") and gzip a
+#: BadGzipFile (an OSError) for a damaged .gz; the same bytes fail the same way on every retry.
+_TRANSIENT = (KilledWorker, ConnectionError, TimeoutError, CommClosedError)
 
 STAGE_RETRIES = 2
 RETRY_DELAY_SECONDS = 5
@@ -21,7 +23,7 @@ RETRY_DELAY_SECONDS = 5
 def is_transient(err: BaseException) -> bool:
     """True for an infrastructure failure, looking through the chain of causes."""
     while err is not None:
-        if isinstance(err, _TRANSIENT) or (isinstance(err, OSError) and not isinstance(err, _PERMANENT_OS_ERRORS)):
+        if isinstance(err, _TRANSIENT):
             return True
         err = err.__cause__
     return False

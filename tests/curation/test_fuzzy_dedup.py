@@ -2,9 +2,6 @@
 
 import json
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +18,7 @@ from curation.fuzzy_dedup.evaluation import (
 from curation.fuzzy_dedup.jaccard import pair_jaccard
 from curation.fuzzy_dedup.lsh import bucket_edges, doc_index, key_range
 from curation.fuzzy_dedup.shingles import ShingleSets, shingle_sets
+from dask_processes import dask_cluster_processes
 from flows.cli import main
 from flows.engine import StageRun, dask_client
 from flows.fuzzy_dedup import run_fuzzy_dedup
@@ -167,30 +165,9 @@ def test_cli_stage_flags_and_bad_flags(corpus_dir, tmp_path, capsys):
 @pytest.mark.slow
 def test_external_scheduler_with_two_workers_gives_the_same_result(client, corpus_dir, tmp_path):
     """`dask scheduler` and two `dask worker` processes, as on a real cluster."""
-    scheduler_file = tmp_path / "scheduler.json"
-    dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
-    processes = [subprocess.Popen([*dask, "--scheduler-file", str(scheduler_file), "--port", "0",
-                                   "--dashboard-address", ":0"], stderr=subprocess.DEVNULL)]
-    try:
-        deadline = time.monotonic() + 60
-        while not scheduler_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        address = json.loads(scheduler_file.read_text())["address"]
-        for _ in range(2):
-            processes.append(subprocess.Popen(
-                [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
-                 "--dashboard-address", ":0"], stderr=subprocess.DEVNULL))
-        from distributed import Client
-        with Client(address) as external:
-            external.wait_for_workers(2, timeout=60)
-            assert len(external.scheduler_info()["workers"]) == 2
+    with dask_cluster_processes(tmp_path / "cluster", workers=2) as address:
         assert main(["stage", "fuzzy-dedup", "--input", str(corpus_dir), "--output", str(tmp_path / "ext"),
                      "--scheduler", address]) == 0
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=30)
     _run(client, corpus_dir, tmp_path / "local", FuzzyDedupConfig())
     external_result = pq.read_table(tmp_path / "ext" / "duplicates.parquet")
     assert external_result.num_rows > 0

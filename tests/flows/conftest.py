@@ -6,6 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from ccforge_processes import curate_args, run_ccforge
 from warc_fixtures import html_record, write_warc
 
 
@@ -36,3 +37,24 @@ def small_crawl(tmp_path: Path, handbook_pages) -> Path:
     (crawl / "extra.jsonl.gz").write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
     pq.write_table(pa.table({"id": ["p"], "body": ["no text column"]}), crawl / "wrong.parquet")
     return crawl
+
+
+@pytest.fixture(scope="session")
+def sample_crawl(tmp_path_factory) -> Path:
+    """The sample crawl of `ccforge sample-corpus`: 400 pages in 8 WARC files, so that every curate
+    stage on one worker takes a few seconds (time to kill a run inside one)."""
+    from curation.sample_corpus import build_sample_corpus
+
+    crawl = tmp_path_factory.mktemp("sample") / "crawl"
+    build_sample_corpus(crawl, max_records=400, num_files=8, seed=0, install_missing=False)
+    return crawl
+
+
+@pytest.fixture(scope="session")
+def curated_reference(sample_crawl, prefect_api, tmp_path_factory) -> Path:
+    """The workdir of one uninterrupted `ccforge curate` of `sample_crawl` (every stage that needs no
+    trained model, a one-worker LocalCluster): what interrupted and scaled-out runs must reproduce."""
+    workdir = tmp_path_factory.mktemp("reference") / "work"
+    result = run_ccforge(curate_args(sample_crawl, workdir), cwd=workdir.parent)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return workdir

@@ -1,9 +1,4 @@
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -93,35 +88,3 @@ def test_cli_errors_are_one_line_and_nonzero(tmp_path, capsys):
     assert "bad.yaml: langid.min_scor: Unexpected keyword argument" in capsys.readouterr().err
     assert main(["stage", "nope", "--input", "x", "--output", "y"]) == 2
     assert "unknown stage 'nope'" in capsys.readouterr().err
-
-
-def _run_cli(args, env=None):
-    return subprocess.Popen([sys.executable, "-m", "flows.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, env=env, text=True)
-
-
-@pytest.mark.slow
-def test_sigkill_in_a_stage_then_rerun_gives_identical_output(small_crawl, tmp_path):
-    base = ["curate", "--input", str(small_crawl), "--workers", "1"]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    straight = _run_cli([*base, "--workdir", str(tmp_path / "straight")], env)
-    assert straight.wait(timeout=600) == 0, straight.stdout.read()
-
-    killed_dir = tmp_path / "killed"
-    victim = _run_cli([*base, "--workdir", str(killed_dir)], env)
-    # Kill once langid has finished some shards but not all (the extract stage is complete).
-    deadline = time.monotonic() + 600
-    while not list((killed_dir / "langid").glob("part-*.stats.json")):
-        assert victim.poll() is None and time.monotonic() < deadline, "run ended before it could be killed"
-        time.sleep(0.05)
-    os.kill(victim.pid, signal.SIGKILL)
-    victim.wait()
-    # Dask worker processes of the killed run die with their parent's pipe.
-    assert not (killed_dir / "langid" / "_SUCCESS").exists()
-    rerun = _run_cli([*base, "--workdir", str(killed_dir)], env)
-    output = rerun.communicate(timeout=600)[0]
-    assert rerun.returncode == 0, output
-    assert "extract: finished earlier, skipped" in output
-    assert _curated(killed_dir).equals(_curated(tmp_path / "straight"))
-    assert json.loads((killed_dir / "stats.json").read_text())["stages"][-1]["docs_out"] == \
-        json.loads((tmp_path / "straight" / "stats.json").read_text())["stages"][-1]["docs_out"]

@@ -4,6 +4,7 @@ server ccforge starts; `ccforge pipeline` config checks; the workdir lock; retry
 from __future__ import annotations
 
 import json
+import gzip
 import os
 import re
 import shutil
@@ -136,6 +137,10 @@ def test_only_infrastructure_failures_are_retried():
     missing.__cause__ = FileNotFoundError("part-0.warc.gz")
     assert is_transient(lost_worker) and is_transient(ConnectionResetError())
     assert not is_transient(bad_input) and not is_transient(missing)
+    for damaged in (gzip.BadGzipFile("Not a gzipped file (b'th')"), OSError("Couldn't deserialize thrift")):
+        corrupt = StageFailed("stage extract failed on part-0.jsonl.gz: damaged")
+        corrupt.__cause__ = damaged  # what gzip and pyarrow raise for damaged bytes
+        assert not is_transient(corrupt)
     assert TrainingFailed(-9, ["killed"]).killed
     assert TrainingFailed(1, ["traceback : Signal 9 (SIGKILL) received by PID 7"]).killed
     assert not TrainingFailed(1, ["NonFiniteLossError: step 12"]).killed
