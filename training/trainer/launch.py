@@ -8,13 +8,18 @@ a direct run uses all cores.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(frozen=True)
@@ -55,13 +60,26 @@ def _thread_env(cmd: list[str]) -> dict[str, str]:
     return env
 
 
+def stop_with_parent(signum: int = signal.SIGTERM) -> None:
+    """Have the kernel send `signum` to this process when its parent dies, even by SIGKILL. Called
+    in the torchrun child before exec and by every rank torchrun starts: a killed flow (or a killed
+    torchrun, whose ranks run in sessions of their own) leaves no training behind to race its rerun
+    over the same checkpoints. Linux only; elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signum)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signum)
+
+
 def run_torchrun(cmd: list[str], on_line: Callable[[str], None] = print) -> tuple[int, list[str]]:
     """Run torchrun, passing every output line to `on_line` as it comes. Returns the exit code
     and, for a failure, the lines that say why: the ranks' own one-line errors
     ("ccforge train: error: ...") if any, else the last lines of output."""
     tail: deque[str] = deque(maxlen=200)
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                          env=_thread_env(cmd)) as proc:
+                          env=_thread_env(cmd), preexec_fn=stop_with_parent) as proc:
         for line in proc.stdout:
             tail.append(line.rstrip("\n"))
             on_line(tail[-1])

@@ -10,9 +10,11 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 
 from training.trainer.config import TrainConfigError, load_train_config
+from training.trainer.launch import stop_with_parent
 from training.trainer.loop import NonFiniteLossError, train
 
 
@@ -23,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--stop-after", type=int, default=None, help="stop after this many steps in total")
     args = parser.parse_args(argv)
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # started by torchrun: end with it
+        stop_with_parent(signal.SIGKILL)
     rank = int(os.environ.get("RANK", 0))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format=f"%(asctime)s [rank {rank}] %(message)s", datefmt="%H:%M:%S")
