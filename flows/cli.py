@@ -192,7 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     from flows.config import ConfigError
     from flows.curate import WorkdirBusy
     from flows.engine import StageFailed
+    from flows.pretrain import TrainingFailed
 
+    explained = (UserError, ConfigError, InputFileError, WorkdirBusy, StageFailed, TrainingFailed)
+    for name in _PREFECT_RUN_LOGGERS:
+        logging.getLogger(name).addFilter(_DropTraceback(explained))
     try:
         COMMANDS[args.command](args)
     except (UserError, ConfigError, InputFileError, FileNotFoundError, WorkdirBusy) as err:
@@ -201,10 +205,29 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"ccforge {args.command}: error: {str(err).splitlines()[0]}", file=sys.stderr)
         return 2
-    except StageFailed as err:
+    except (StageFailed, TrainingFailed) as err:
         print(f"ccforge {args.command}: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+#: Prefect's run loggers, which log a failed run's traceback before the exception reaches main().
+_PREFECT_RUN_LOGGERS = ("prefect.task_runs", "prefect.flow_runs", "prefect.engine", "prefect.flow_engine",
+                        "prefect.task_engine")
+
+
+class _DropTraceback(logging.Filter):
+    """Keep Prefect's line about a failed run but not the traceback of an error that main() explains
+    in one line anyway (a bad input, config or stage): the reason stays the last thing printed."""
+
+    def __init__(self, explained: tuple[type[BaseException], ...]) -> None:
+        super().__init__()
+        self.explained = explained
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], self.explained):
+            record.exc_info, record.exc_text = None, None
+        return True
 
 
 if __name__ == "__main__":
