@@ -2,7 +2,9 @@
 
 Same config, same weights (the ccforge model is exported with `save_hf` and loaded by
 `AutoModelForCausalLM`), same loss code; steps of the two models are interleaved in one
-process so machine noise hits both alike; the median step time is reported.
+process so machine noise hits both alike; the median step time is reported. On a machine shared
+with other work, `--threads 1 --clock cpu` times each step by this process's CPU time, which other
+processes' time slices do not inflate (wall time would).
 
     .venv/bin/python benchmarks/model_bench.py --steps 5
 """
@@ -24,17 +26,19 @@ from training.model.flops import training_flops_per_token
 DEFAULT_SHAPES = {"tiny": (4, 256), "small": (2, 512)}  # (batch, seq_len) per preset
 
 
-def _step(logits_fn: Callable[[torch.Tensor], torch.Tensor], model: torch.nn.Module, ids_BT: torch.Tensor) -> float:
-    start = time.perf_counter()
+def _step(logits_fn: Callable[[torch.Tensor], torch.Tensor], model: torch.nn.Module, ids_BT: torch.Tensor,
+          clock: Callable[[], float]) -> float:
+    start = clock()
     logits_BTV = logits_fn(ids_BT[:, :-1])
     loss = F.cross_entropy(logits_BTV.flatten(0, 1).float(), ids_BT[:, 1:].flatten())
     loss.backward()
-    elapsed = time.perf_counter() - start
+    elapsed = clock() - start
     model.zero_grad(set_to_none=True)
     return elapsed
 
 
-def bench_preset(preset: str, dtype: torch.dtype, *, batch: int, seq_len: int, steps: int, warmup: int) -> dict:
+def bench_preset(preset: str, dtype: torch.dtype, *, batch: int, seq_len: int, steps: int, warmup: int,
+                 clock: Callable[[], float] = time.perf_counter) -> dict:
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
@@ -51,7 +55,7 @@ def bench_preset(preset: str, dtype: torch.dtype, *, batch: int, seq_len: int, s
     times: dict[str, list[float]] = {name: [] for name in runners}
     for i in range(warmup + steps):
         for name, (fn, model) in runners.items():
-            t = _step(fn, model, ids_BT)
+            t = _step(fn, model, ids_BT, clock)
             if i >= warmup:
                 times[name].append(t)
     tokens = batch * seq_len
@@ -71,10 +75,13 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, help="override the per-preset sequence length")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--peak-tflops", type=float, help="machine peak for the dtype, to print MFU")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="step time: wall clock, or this process's CPU time (meaningful with --threads 1)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
 
-    print(f"threads={args.threads} steps={args.steps} (median step) torch={torch.__version__}\n")
+    print(f"threads={args.threads} steps={args.steps} (median step, {args.clock} clock) torch={torch.__version__}\n")
     print("| preset | dtype | batch x seq | ccforge tok/s | transformers tok/s | speed-up | train GFLOP/token | ccforge GFLOP/s |"
           + (" MFU |" if args.peak_tflops else ""))
     print("|---|---|---|---|---|---|---|---|" + ("---|" if args.peak_tflops else ""))
@@ -82,7 +89,7 @@ def main() -> None:
         batch, seq_len = DEFAULT_SHAPES.get(preset, (2, 512))
         for dtype_name in args.dtypes:
             r = bench_preset(preset, getattr(torch, dtype_name), batch=args.batch or batch,
-                             seq_len=args.seq_len or seq_len, steps=args.steps, warmup=args.warmup)
+                             seq_len=args.seq_len or seq_len, steps=args.steps, warmup=args.warmup, clock=clock)
             achieved = r["ours"] * r["flops"]
             row = (f"| {r['preset']} | {r['dtype']} | {r['batch']} x {r['seq_len']} | {r['ours']:,.0f} | "
                    f"{r['theirs']:,.0f} | {r['ours'] / r['theirs']:.2f}x | {r['flops'] / 1e9:.4f} | {achieved / 1e9:.1f} |")

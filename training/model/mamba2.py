@@ -36,21 +36,51 @@ def scan(
     return ssd_chunked(x_BTHP, dt_BTH, A_H, B_BTGN, C_BTGN, chunk_size=chunk_size, doc_ids_BT=doc_ids_BT)
 
 
+def _same_doc_masks(doc_ids_BT: torch.Tensor | None, K: int) -> list[torch.Tensor | None]:
+    """Per lag 1..K-1: (B, T - lag, 1) mask, 1 where token t and t - lag share a document."""
+    if doc_ids_BT is None:
+        return [None] * K
+    return [None] + [(doc_ids_BT[:, lag:] == doc_ids_BT[:, :-lag])[..., None] for lag in range(1, K)]
+
+
+class _CausalConv1d(torch.autograd.Function):
+    """Depthwise causal conv, out_t = sum_k w_k x_{t-(K-1)+k}, as K multiply-adds accumulated in
+    place on time-shifted views. Autograd over the same sum pads and copies every tap and keeps
+    them for backward; this keeps only x and is ~2x faster on CPU (float32, small preset)."""
+
+    @staticmethod
+    def forward(ctx, x_BTX, weight_XK, bias_X, masks):
+        K, T = weight_XK.shape[1], x_BTX.shape[1]
+        last_X = weight_XK[:, K - 1]
+        out_BTX = x_BTX * last_X if bias_X is None else torch.addcmul(bias_X, x_BTX, last_X)
+        for lag in range(1, min(K, T)):
+            tap_BTX = x_BTX[:, :-lag] if masks[lag] is None else x_BTX[:, :-lag] * masks[lag]
+            out_BTX[:, lag:].addcmul_(tap_BTX, weight_XK[:, K - 1 - lag])
+        ctx.save_for_backward(x_BTX, weight_XK)
+        ctx.has_bias, ctx.masks = bias_X is not None, masks
+        return out_BTX
+
+    @staticmethod
+    def backward(ctx, grad_BTX):
+        x_BTX, weight_XK = ctx.saved_tensors
+        K, T = weight_XK.shape[1], x_BTX.shape[1]
+        grad_x_BTX = grad_BTX * weight_XK[:, K - 1]
+        grad_w_XK = weight_XK.new_zeros(weight_XK.shape)
+        grad_w_XK[:, K - 1] = (grad_BTX * x_BTX).sum((0, 1))
+        for lag in range(1, min(K, T)):
+            g_BTX = grad_BTX[:, lag:] if ctx.masks[lag] is None else grad_BTX[:, lag:] * ctx.masks[lag]
+            grad_x_BTX[:, :-lag].addcmul_(g_BTX, weight_XK[:, K - 1 - lag])
+            grad_w_XK[:, K - 1 - lag] = (g_BTX * x_BTX[:, :-lag]).sum((0, 1))
+        grad_bias_X = grad_BTX.sum((0, 1)) if ctx.has_bias else None
+        return grad_x_BTX, grad_w_XK, grad_bias_X, None
+
+
 def causal_conv1d(
     x_BTX: torch.Tensor, weight_XK: torch.Tensor, bias_X: torch.Tensor | None, doc_ids_BT: torch.Tensor | None
 ) -> torch.Tensor:
-    """Depthwise causal conv as K shifted multiply-adds; taps reaching into an earlier
-    document are dropped when doc_ids are given (causal-conv1d's `seq_idx`)."""
-    K = weight_XK.shape[1]
-    T = x_BTX.shape[1]
-    out_BTX = x_BTX * weight_XK[:, K - 1]
-    for lag in range(1, min(K, T)):
-        tap_BTX = F.pad(x_BTX[:, : T - lag], (0, 0, lag, 0)) * weight_XK[:, K - 1 - lag]
-        if doc_ids_BT is not None:
-            same_BT = F.pad(doc_ids_BT[:, lag:] == doc_ids_BT[:, :-lag], (lag, 0))
-            tap_BTX = tap_BTX * same_BT[..., None]
-        out_BTX = out_BTX + tap_BTX
-    return out_BTX if bias_X is None else out_BTX + bias_X
+    """Depthwise causal conv (HF's nn.Conv1d with padding K - 1, cut to T); taps reaching into
+    an earlier document are dropped when doc_ids are given (causal-conv1d's `seq_idx`)."""
+    return _CausalConv1d.apply(x_BTX, weight_XK, bias_X, _same_doc_masks(doc_ids_BT, weight_XK.shape[1]))
 
 
 class Mamba2(nn.Module):

@@ -28,9 +28,32 @@ def _chunk(t: torch.Tensor, chunk_size: int) -> torch.Tensor:
     return t.view(t.shape[0], -1, chunk_size, *t.shape[2:])
 
 
-def _decay(a_cum_end: torch.Tensor, a_cum_start: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """exp(a_end - a_start) where `keep`, exactly 0 (and zero gradient) elsewhere."""
-    return (a_cum_end - a_cum_start).masked_fill(~keep, float("-inf")).exp()
+# exp(x) for x below ln(float32's smallest normal) ~ -87.3 is denormal or 0, and x86 computes it
+# (and exp(-inf)) on a slow path, ~3x slower over a whole decay matrix; exponents are clamped
+# to [-87, 0] and the masked entries zeroed after exp, moving no value by more than e^-87 ~ 2e-38.
+_MIN_EXPONENT = -87.0
+
+
+class _MaskedDecay(torch.autograd.Function):
+    """M = CB * exp(a_l - a_s) where `keep`, 0 elsewhere: the masked "attention" matrix of the
+    intra-chunk term (the listing's L = exp(segsum(A)) times C B^T). Autograd over masked_fill,
+    exp and the broadcast product makes ~10 passes over the (.., R, L, S) tensor; here the
+    forward runs in place and the backward uses dM/d(a_l - a_s) = dM * M."""
+
+    @staticmethod
+    def forward(ctx, CB_BCG1LS, a_BCGRL, keep_LS):
+        seg_BCGRLS = a_BCGRL[..., :, None] - a_BCGRL[..., None, :]  # <= 0 where causal (A < 0, dt > 0)
+        decay_BCGRLS = seg_BCGRLS.clamp_(_MIN_EXPONENT, 0.0).exp_().masked_fill_(~keep_LS, 0.0)
+        M_BCGRLS = CB_BCG1LS * decay_BCGRLS
+        ctx.save_for_backward(decay_BCGRLS, M_BCGRLS)
+        return M_BCGRLS
+
+    @staticmethod
+    def backward(ctx, grad_M):
+        decay_BCGRLS, M_BCGRLS = ctx.saved_tensors
+        grad_CB = (grad_M * decay_BCGRLS).sum(3, keepdim=True)
+        grad_seg = grad_M * M_BCGRLS
+        return grad_CB, grad_seg.sum(-1) - grad_seg.sum(-2), None
 
 
 def ssd_chunked(
@@ -48,53 +71,50 @@ def ssd_chunked(
     bsz, seqlen, H, P = x_BTHP.shape
     G, N = B_BTGN.shape[2:]
     R = H // G
-    # discretise (ZOH on A, Euler on B as in the paper): x dt and dt A
-    xdt_BCLGRP = _chunk((x_BTHP.float() * dt_BTH.float()[..., None]).view(bsz, seqlen, G, R, P), chunk_size)
-    dA_BCLGR = _chunk((dt_BTH.float() * A_H.float()).view(bsz, seqlen, G, R), chunk_size)
-    B_BCLGN = _chunk(B_BTGN.float(), chunk_size)
-    C_BCLGN = _chunk(C_BTGN.float(), chunk_size)
     L = chunk_size
-    nchunks = B_BCLGN.shape[1]
+    # discretise (ZOH on A, Euler on B as in the paper): x dt and dt A
+    xdt_BCLGRP = _chunk((x_BTHP.float() * dt_BTH.float()[..., None]).view(bsz, seqlen, G, R, P), L)
+    dA_BCLGR = _chunk((dt_BTH.float() * A_H.float()).view(bsz, seqlen, G, R), L)
+    B_BCGLN = _chunk(B_BTGN.float(), L).transpose(2, 3)
+    C_BCGLN = _chunk(C_BTGN.float(), L).transpose(2, 3)
+    nchunks = B_BCGLN.shape[1]
 
     a_BCGRL = dA_BCLGR.permute(0, 1, 3, 4, 2).cumsum(-1)
-    xdt_BCGRLP = xdt_BCLGRP.permute(0, 1, 3, 4, 2, 5)
-    B_BCGLN = B_BCLGN.transpose(2, 3)
-    C_BCGLN = C_BCLGN.transpose(2, 3)
+    xdt_BCGRLP = xdt_BCLGRP.permute(0, 1, 3, 4, 2, 5).contiguous()  # one copy, read by steps 1 and 2
 
-    causal_LS = torch.ones(L, L, dtype=torch.bool, device=x_BTHP.device).tril()
-    keep_LS, keep_state_L, keep_chunk_CZ, keep_off_L = causal_LS, True, None, True
+    keep_LS = torch.ones(L, L, dtype=torch.bool, device=x_BTHP.device).tril()
+    keep_state_L, keep_off_L, keep_carry_C = True, True, True
     if doc_ids_BT is not None:
-        doc_BCL = _chunk(doc_ids_BT[..., None], chunk_size)[..., 0]
+        doc_BCL = _chunk(doc_ids_BT[..., None], L)[..., 0]
         # padded tail positions carry doc id 0; they are only ever *after* real tokens
         end_BC = doc_BCL[:, :, -1]
         prev_end_BC = torch.cat([end_BC[:, :1], end_BC[:, :-1]], dim=1)
-        keep_LS = causal_LS & (doc_BCL[..., :, None] == doc_BCL[..., None, :])[:, :, None, None]
+        keep_LS = keep_LS & (doc_BCL[..., :, None] == doc_BCL[..., None, :])[:, :, None, None]
         keep_state_L = (doc_BCL == end_BC[..., None])[:, :, None, None]
-        keep_chunk_CZ = (end_BC[:, :, None] == end_BC[:, None, :])[:, None, None]
         keep_off_L = (doc_BCL == prev_end_BC[..., None])[:, :, None, None]
+        keep_carry_C = (end_BC == prev_end_BC)[..., None, None]  # chunk c-1 ends in c's end document
 
     # 1. intra-chunk (diagonal blocks): (C B^T masked by the decay) @ (x dt)
     CB_BCGLS = C_BCGLN @ B_BCGLN.transpose(-1, -2)
-    decay_BCGRLS = _decay(a_BCGRL[..., :, None], a_BCGRL[..., None, :], keep_LS)
-    y_BCGRLP = (CB_BCGLS[:, :, :, None] * decay_BCGRLS) @ xdt_BCGRLP
+    y_BCGRLP = _MaskedDecay.apply(CB_BCGLS[:, :, :, None], a_BCGRL, keep_LS) @ xdt_BCGRLP
 
     # 2. each chunk's own contribution to its end state
     decay_end_BCGRL = (a_BCGRL[..., -1:] - a_BCGRL).exp() * keep_state_L
     states_BCGRPN = (xdt_BCGRLP * decay_end_BCGRL[..., None]).transpose(-1, -2) @ B_BCGLN[:, :, :, None]
 
-    # 3. recurrence across chunks: end state of chunk c = sum_{z <= c} decay(z -> c) * states_z
-    a_end_BGRC = a_BCGRL[..., -1].permute(0, 2, 3, 1).cumsum(-1)
-    causal_CZ = torch.ones(nchunks, nchunks, dtype=torch.bool, device=x_BTHP.device).tril()
-    keep_CZ = causal_CZ if keep_chunk_CZ is None else causal_CZ & keep_chunk_CZ
-    decay_BGRCZ = _decay(a_end_BGRC[..., :, None], a_end_BGRC[..., None, :], keep_CZ)
-    ends_BGRCX = decay_BGRCZ @ states_BCGRPN.permute(0, 2, 3, 1, 4, 5).flatten(-2)
-    ends_BCGRPN = ends_BGRCX.view(bsz, G, R, nchunks, P, N).permute(0, 3, 1, 2, 4, 5)
-    starts_BCGRPN = torch.cat([torch.zeros_like(ends_BCGRPN[:, :1]), ends_BCGRPN[:, :-1]], dim=1)
+    # 3. recurrence across chunks: start state of chunk c+1 = exp(a_end_c) start_c + states_c
+    decay_chunk_BCGR11 = (a_BCGRL[..., -1].exp() * keep_carry_C)[..., None, None]
+    starts = [torch.zeros_like(states_BCGRPN[:, 0])]
+    for c in range(nchunks - 1):
+        starts.append(starts[-1] * decay_chunk_BCGR11[:, c] + states_BCGRPN[:, c])
+    starts_BCGXN = torch.stack(starts, dim=1).flatten(3, 4)
 
-    # 4. off-diagonal blocks: each position reads its chunk's start state, decayed to it
-    y_off_BCGRLP = (C_BCGLN[:, :, :, None] @ starts_BCGRPN.transpose(-1, -2)) * (a_BCGRL.exp() * keep_off_L)[..., None]
+    # 4. off-diagonal blocks: each position reads its chunk's start state, decayed to it; one
+    # GEMM per group against the R heads' states side by side
+    y_off_BCGLRP = (C_BCGLN @ starts_BCGXN.transpose(-1, -2)).unflatten(-1, (R, P))
+    y_off_BCGLRP = y_off_BCGLRP * (a_BCGRL.exp() * keep_off_L).transpose(-1, -2)[..., None]
 
-    y_BCLGRP = (y_BCGRLP + y_off_BCGRLP).permute(0, 1, 4, 2, 3, 5)
+    y_BCLGRP = y_BCGRLP.permute(0, 1, 4, 2, 3, 5) + y_off_BCGLRP.transpose(2, 3)
     return y_BCLGRP.reshape(bsz, nchunks * L, H, P)[:, :seqlen]
 
 

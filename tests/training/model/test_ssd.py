@@ -35,16 +35,22 @@ def test_chunked_accepts_bfloat16_inputs():
     torch.testing.assert_close(got, ssd_naive(**inputs), atol=1e-4, rtol=1e-4)
 
 
-def test_gradients_match_sequential():
-    leaves = {k: v.requires_grad_() for k, v in _inputs(1, 24, 4, 4, 2, 4).items()}
+@pytest.mark.parametrize("bsz,T,H,P,G,N,chunk", [(1, 24, 4, 4, 2, 4, 8), (2, 37, 4, 8, 2, 6, 8), (2, 33, 4, 8, 4, 5, 1)])
+@pytest.mark.parametrize("documents", [False, True])
+def test_gradients_match_sequential(bsz, T, H, P, G, N, chunk, documents):
+    """Every input's gradient, also across document boundaries (the chunked scan's own backward
+    pieces: the masked decay matrix and the chunk-to-chunk state hand-off)."""
+    inputs = _inputs(bsz, T, H, P, G, N)
+    doc_ids = torch.sort(torch.randint(0, 4, (bsz, T), generator=torch.Generator().manual_seed(3)), dim=1).values
+    grad_out = torch.randn(bsz, T, H, P, generator=torch.Generator().manual_seed(4))
     grads = []
-    for fn in (lambda: ssd_chunked(**leaves, chunk_size=8), lambda: ssd_naive(**leaves)):
-        fn().square().sum().backward()
-        grads.append([v.grad.clone() for v in leaves.values()])
-        for v in leaves.values():
-            v.grad = None
-    for fast, slow in zip(*grads):
-        torch.testing.assert_close(fast, slow, atol=1e-4, rtol=1e-4)
+    for fn in (lambda **k: ssd_chunked(**k, chunk_size=chunk, doc_ids_BT=doc_ids if documents else None),
+               lambda **k: ssd_naive(**k, doc_ids_BT=doc_ids if documents else None)):
+        leaves = {k: v.clone().requires_grad_() for k, v in inputs.items()}
+        fn(**leaves).backward(grad_out)
+        grads.append([v.grad for v in leaves.values()])
+    for name, fast, slow in zip(inputs, *grads):
+        torch.testing.assert_close(fast, slow, atol=1e-4, rtol=1e-4, msg=name)
 
 
 @pytest.mark.parametrize("chunk", [1, 4, 8, 64])
