@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ccforge", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    quick = commands.add_parser("quickstart", help="build a sample crawl and curate it end to end")
+    quick = commands.add_parser("quickstart", help="the whole pipeline on a sample crawl: curate, tokenize, mix, pretrain, "
+                                "export, report")
     quick.add_argument("--workdir", default="quickstart-work", help="where everything is written")
     quick.add_argument("--max-records", type=int, default=6000, help="sample crawl size (pages)")
     _add_dask_args(quick)
