@@ -36,7 +36,7 @@ from classifiers.thresholds import (
     NUM_BUCKETS, ClassifierThresholds, ScoreSummary, check_thresholds_match, load_thresholds, merge_summaries,
     save_thresholds,
 )
-from curation.io.readers import InputFileError, read_batches
+from curation.io.readers import readable_batches
 from curation.io.writers import write_json_atomic, write_table_atomic
 from curation.stage import StageResult, StageStats, split_by_reason
 from flows.engine import SHARD_FILES, StageRun, _map_shards, gather_per_input, run_resumable, shard_keys, stage_key
@@ -109,13 +109,10 @@ def _score_shard(input_path: str, out_path: str, config: ClassifyConfig, batch_r
     if Path(out_path).exists():
         return out_path
     tables = []
-    try:
-        for raw in read_batches(input_path, source="", batch_rows=batch_rows):
-            scores = score_texts(config, raw.table["text"].to_pylist())
-            columns = {score_column(n): pa.array(v, pa.float32()) for n, v in scores.items()}
-            tables.append(pa.table(columns | {N_BYTES: pc.binary_length(raw.table["text"]).cast(pa.int64())}))
-    except InputFileError as err:  # pass 3 meets the same error and reports it (or stops, if strict)
-        log.warning("%s", err)
+    for raw in readable_batches(input_path, batch_rows=batch_rows):  # pass 3 reports a bad file (or stops, if strict)
+        scores = score_texts(config, raw.table["text"].to_pylist())
+        columns = {score_column(n): pa.array(v, pa.float32()) for n, v in scores.items()}
+        tables.append(pa.table(columns | {N_BYTES: pc.binary_length(raw.table["text"]).cast(pa.int64())}))
     schema = pa.schema([(score_column(s.name), pa.float32()) for s in config.classifiers] + [(N_BYTES, pa.int64())])
     write_table_atomic(pa.concat_tables(tables) if tables else schema.empty_table(), out_path)
     return out_path

@@ -96,9 +96,9 @@ def read_config_mapping(path: str | Path | None, overrides: dict) -> dict:
     return data
 
 
-def config_error(path: str | Path | None, err: ValidationError, skip_loc: int = 0) -> ConfigError:
+def config_error(path: str | Path | None, err: ValidationError, skip_loc: int = 0, section: str = "") -> ConfigError:
     """The first validation error as one line naming the file and the field."""
-    return ConfigError(validation_message(path, err, skip_loc))
+    return ConfigError(validation_message(path, err, skip_loc, section))
 
 
 def load_curate_config(path: str | Path | None, **overrides: object) -> CurateConfig:

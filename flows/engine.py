@@ -34,7 +34,7 @@ from distributed import Client, LocalCluster, as_completed
 from curation.exact_dedup import (
     DUPLICATES_SCHEMA, HASH, HASHES_SCHEMA, ROW, SHARD, ExactDedupConfig, find_duplicates, hash_documents,
 )
-from curation.io.readers import InputFileError, read_batches
+from curation.io.readers import readable_batches
 from curation.io.writers import remove_temp_files, write_json_atomic, write_table_atomic
 from curation.shards import ShardTask, finished_stats, run_shard
 from curation.stage import RowDropFilter, Stage, StageStats
@@ -263,14 +263,9 @@ def _remove_shards_beyond(output_dir: Path, count: int) -> None:
 def _hash_shard(path: str, shard: int, out_path: str, config: ExactDedupConfig, strict: bool) -> str:
     if not Path(out_path).exists():
         tables, first_row = [], 0
-        try:
-            for raw in read_batches(path, source="", batch_rows=10_000):
-                tables.append(hash_documents(raw.table, shard, first_row, config))
-                first_row += raw.table.num_rows
-        except InputFileError as err:  # the filter pass meets it again and lists it under `errors`
-            if strict:
-                raise
-            log.warning("%s", err)
+        for raw in readable_batches(path, batch_rows=10_000, strict=strict):
+            tables.append(hash_documents(raw.table, shard, first_row, config))
+            first_row += raw.table.num_rows
         write_table_atomic(pa.concat_tables(tables) if tables else HASHES_SCHEMA.empty_table(), out_path)
     return out_path
 

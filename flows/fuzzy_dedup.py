@@ -38,7 +38,7 @@ from curation.fuzzy_dedup.lsh import (
 from curation.fuzzy_dedup.minhash import signatures
 from curation.fuzzy_dedup.shingles import ShingleSets, shingle_sets
 from curation.fuzzy_dedup.sorting import unique_pairs
-from curation.io.readers import InputFileError, read_batches
+from curation.io.readers import readable_batches
 from curation.io.writers import write_arrow_atomic, write_json_atomic, write_table_atomic
 from curation.schema import ID, TEXT
 from curation.stage import RowDropFilter, StageStats
@@ -111,7 +111,7 @@ def load_fuzzy_filter(duplicates_path: str, shard: int) -> RowDropFilter:
 
 
 def _minhash_shard(path: str, shard: int, out_dir: str, config: FuzzyDedupConfig,
-                   batch_rows: int, strict: bool = True) -> tuple[str, str]:
+                   batch_rows: int, strict: bool) -> tuple[str, str]:
     """Band rows (sorted by key) and ids of one shard; with verification on, also every document's
     shingle set (4 bytes per distinct shingle: cheaper than reading and hashing the text again)."""
     bands_path = Path(out_dir) / f"bands-{shard:05d}.arrow"
@@ -119,21 +119,16 @@ def _minhash_shard(path: str, shard: int, out_dir: str, config: FuzzyDedupConfig
     sets_path = Path(out_dir) / f"shingles-{shard:05d}.arrow"
     if not (bands_path.exists() and ids_path.exists() and (sets_path.exists() or not config.verify)):
         bands, ids, sets, first_row = [], [], [], 0
-        try:
-            for raw in read_batches(path, source="", batch_rows=batch_rows):
-                n_docs = raw.table.num_rows
-                docs = doc_index(shard, np.arange(first_row, first_row + n_docs))
-                first_row += n_docs
-                shingles = shingle_sets(raw.table[TEXT], config.shingle)
-                bands.append(band_table(signatures(shingles, config.minhash), docs, config.minhash,
-                                        config.active_recall_rows))
-                ids.append(pa.table({DOC: docs, ID: raw.table[ID].cast(pa.string())}, schema=IDS_SCHEMA))
-                if config.verify:
-                    sets.append(pa.table({DOC: docs, SHINGLES: shingles.to_arrow()}, schema=SHINGLES_SCHEMA))
-        except InputFileError as err:  # the filter pass meets it again and lists it under `errors`
-            if strict:
-                raise
-            log.warning("%s", err)
+        for raw in readable_batches(path, batch_rows=batch_rows, strict=strict):
+            n_docs = raw.table.num_rows
+            docs = doc_index(shard, np.arange(first_row, first_row + n_docs))
+            first_row += n_docs
+            shingles = shingle_sets(raw.table[TEXT], config.shingle)
+            bands.append(band_table(signatures(shingles, config.minhash), docs, config.minhash,
+                                    config.active_recall_rows))
+            ids.append(pa.table({DOC: docs, ID: raw.table[ID].cast(pa.string())}, schema=IDS_SCHEMA))
+            if config.verify:
+                sets.append(pa.table({DOC: docs, SHINGLES: shingles.to_arrow()}, schema=SHINGLES_SCHEMA))
         if config.verify:
             write_arrow_atomic(pa.concat_tables(sets).combine_chunks() if sets else SHINGLES_SCHEMA.empty_table(),
                                sets_path)

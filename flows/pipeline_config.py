@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flows.config import ConfigError, CurateConfig, config_error, read_config_mapping
+from flows.config import CurateConfig, config_error, read_config_mapping
 from flows.pipeline import TrainingSettings
 from training.trainer.config import TrainConfig
 
@@ -50,18 +50,13 @@ def load_pipeline_config(path: str | Path, **overrides: object) -> PipelineConfi
     try:
         curate = CurateConfig.model_validate({"workdir": str(workdir / "curation")} | section.curate)
     except ValidationError as err:
-        raise _section_error(path, "curate", err) from None
+        raise config_error(path, err, section="curate") from None
     try:  # the pipeline fills in data.mixture; everything else is checked before any work starts
         TrainConfig.model_validate(section.training.train | {"data": section.training.train.get("data", {})
                                                              | {"mixture": "set-by-the-pipeline.yaml"}})
     except ValidationError as err:
-        raise _section_error(path, "training.train", err) from None
+        raise config_error(path, err, section="training.train") from None
     training = TrainingSettings(vocab_size=section.training.vocab_size, seq_len=section.training.seq_len,
                                 train=section.training.train, nproc=section.training.nproc)
     return PipelineConfig(workdir=workdir, curate=curate, training=training)
 
-
-def _section_error(path: str | Path, section: str, err: ValidationError) -> ConfigError:
-    first = err.errors()[0]
-    where = ".".join((section, *(str(part) for part in first["loc"])))
-    return ConfigError(f"{path}: {where}: {first['msg'].removeprefix('Value error, ')}")

@@ -23,9 +23,10 @@ def read_yaml_mapping(path: str | Path, error: type[ValueError], what: str = "co
     return data
 
 
-def validation_message(path: str | Path | None, err: ValidationError, skip_loc: int = 0) -> str:
-    """The first validation error as `FILE: field.path: message`."""
+def validation_message(path: str | Path | None, err: ValidationError, skip_loc: int = 0, section: str = "") -> str:
+    """The first validation error as `FILE: field.path: message`; `section` prefixes the field path
+    when the model validated one section of the file."""
     first = err.errors()[0]
-    where = ".".join(str(part) for part in first["loc"][skip_loc:])
+    where = ".".join([*([section] if section else []), *(str(part) for part in first["loc"][skip_loc:])])
     message = first["msg"].removeprefix("Value error, ")
     return f"{path or 'config'}: {where + ': ' if where else ''}{message}"

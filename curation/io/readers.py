@@ -123,6 +123,18 @@ def read_batches(path: str, *, source: str, batch_rows: int = 1000) -> Iterator[
     return read_parquet(path, source=source, batch_rows=batch_rows)
 
 
+def readable_batches(path: str, *, batch_rows: int, strict: bool = False) -> Iterator[RawBatch]:
+    """The batches of `path` up to a whole-file error, which is logged and ends the file, or raised
+    when `strict`. For a global stage's first pass: its shard pass meets the same error again and
+    lists it under the stage's `errors` (or stops the stage, when strict)."""
+    try:
+        yield from read_batches(path, source="", batch_rows=batch_rows)
+    except InputFileError as err:
+        if strict:
+            raise
+        log.warning("%s", err)
+
+
 # --------------------------------------------------------------------------------------- WARC
 
 
