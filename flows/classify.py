@@ -39,7 +39,7 @@ from classifiers.thresholds import (
 from curation.io.readers import readable_batches
 from curation.io.writers import write_json_atomic, write_table_atomic
 from curation.stage import StageResult, StageStats, split_by_reason
-from flows.engine import SHARD_FILES, StageRun, _map_shards, gather_per_input, run_resumable, shard_keys, stage_key
+from flows.engine import SHARD_FILES, StageRun, map_shards, gather_per_input, run_resumable, shard_keys, stage_key
 
 log = logging.getLogger("ccforge")
 
@@ -96,7 +96,7 @@ def _classify_passes(client: Client, run: StageRun, config: ClassifyConfig,
     progress(f"{run.name}: thresholds in {run.output_dir / THRESHOLDS_FILE}")
     makers = [functools.partial(ScoredShard, run.name, path, thresholds) for path in score_paths]
     cuts = json.dumps({name: list(t.cuts) for name, t in sorted(thresholds.items())})
-    stats = _map_shards(client, run, makers, progress, [cuts] * count)
+    stats = map_shards(client, run, makers, progress, [cuts] * count)
     write_quality_report(client, score_paths, thresholds, run.output_dir)
     return stats
 

@@ -191,7 +191,7 @@ def run_partition_stage(client: Client, run: StageRun, make_stage: Callable[[], 
 
     `make_stage` is called on the worker (it may load a model there, once per shard).
     """
-    return run_resumable(run, lambda: _map_shards(client, run, [make_stage] * len(run.inputs), progress),
+    return run_resumable(run, lambda: map_shards(client, run, [make_stage] * len(run.inputs), progress),
                          progress)
 
 
@@ -199,7 +199,7 @@ def _build_and_run_shard(make_stage: Callable[[], Stage], task: ShardTask) -> St
     return run_shard(make_stage(), task)
 
 
-def _map_shards(client: Client, run: StageRun, stage_makers: list[Callable[[], Stage]],
+def map_shards(client: Client, run: StageRun, stage_makers: list[Callable[[], Stage]],
                 progress: Callable[[str], None], decisions: list[str] | None = None) -> StageStats:
     """Run every shard whose key changed on the cluster; reuse the others as they are."""
     tasks = [ShardTask(stage_key=key, input_path=path, source=source,
@@ -235,13 +235,27 @@ def gather_per_input(client: Client, run: StageRun, function: Callable, *per_inp
     per-shard pass: hashes, signatures, scores); results in input order. A failure stops the
     stage with a StageFailed that names the stage and the input."""
     paths = [path for path, _ in run.inputs]
-    futures = client.map(function, paths, *per_input, pure=False)
-    for path, future in zip(paths, futures):
+    return map_on_cluster(client, run.name, function, paths, *per_input)
+
+
+def map_on_cluster(client: Client, stage: str, function: Callable, items: list, *args: list) -> list:
+    """`function(item, *args)` for every item on the cluster (a pass over shards or partitions);
+    results in item order. A failure stops the stage with a StageFailed naming the stage and the
+    item (an input path, or a partition number)."""
+    futures = client.map(function, items, *args, pure=False)
+    for item, future in zip(items, futures):
         err = future.exception()
         if err is not None:
             client.cancel(futures)
-            raise StageFailed(f"stage {run.name} failed on {path}: {_reason(err, path)}") from err
+            where = item if isinstance(item, str) else f"{function.__name__.strip('_')} {item}"
+            raise StageFailed(f"stage {stage} failed on {where}: {_reason(err, str(item))}") from err
     return client.gather(futures)
+
+
+def cluster_mapper(client: Client, stage: str) -> Callable[..., list]:
+    """`map_on_cluster` bound to a client and stage: the `mapper` the pure multi-pass algorithms
+    under `curation/` take (tests pass the builtin-like `local_mapper` instead)."""
+    return functools.partial(map_on_cluster, client, stage)
 
 
 def _reason(err: BaseException, path: str) -> str:
@@ -307,7 +321,7 @@ def _exact_dedup_passes(client: Client, run: StageRun, config: ExactDedupConfig,
         write_table_atomic(_shuffle_duplicates(client, hash_paths), duplicates_path)
     progress(f"{run.name}: {pq.ParquetFile(duplicates_path).metadata.num_rows} duplicates found")
     makers = [functools.partial(load_duplicate_filter, str(duplicates_path), i) for i in range(count)]
-    return _map_shards(client, run, makers, progress, drop_decisions(duplicates_path, count))
+    return map_shards(client, run, makers, progress, drop_decisions(duplicates_path, count))
 
 
 def drop_decisions(duplicates_path: Path, count: int) -> list[str]:

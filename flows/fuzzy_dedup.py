@@ -42,7 +42,7 @@ from curation.io.readers import readable_batches
 from curation.io.writers import write_arrow_atomic, write_json_atomic, write_table_atomic
 from curation.schema import ID, TEXT
 from curation.stage import RowDropFilter, StageStats
-from flows.engine import StageRun, _map_shards, drop_decisions, gather_per_input, run_resumable
+from flows.engine import StageRun, map_shards, drop_decisions, gather_per_input, run_resumable
 
 log = logging.getLogger("ccforge")
 
@@ -99,7 +99,7 @@ def _fuzzy_dedup_passes(client: Client, run: StageRun, config: FuzzyDedupConfig,
         write_json_atomic(summary, work / "clusters.json")
     progress(f"{run.name}: {pq.ParquetFile(duplicates_path).metadata.num_rows} near-duplicates to remove")
     makers = [functools.partial(load_fuzzy_filter, str(duplicates_path), i) for i in range(count)]
-    return _map_shards(client, run, makers, progress, drop_decisions(duplicates_path, count))
+    return map_shards(client, run, makers, progress, drop_decisions(duplicates_path, count))
 
 
 def load_fuzzy_filter(duplicates_path: str, shard: int) -> RowDropFilter:
