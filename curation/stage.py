@@ -24,6 +24,8 @@ class StageResult:
 
     kept: pa.Table
     rejected: pa.Table
+    #: Stage-specific totals beside the document counts (e.g. spans and bytes a cut removed).
+    counters: dict[str, int] = field(default_factory=dict)
 
     def dropped_counts(self) -> dict[str, int]:
         if self.rejected.num_rows == 0:
@@ -73,6 +75,8 @@ class StageStats:
     languages: dict[str, int] = field(default_factory=dict)
     #: One line per input file that could not be read whole (file-level errors).
     errors: list[str] = field(default_factory=list)
+    #: Stage-specific totals (`StageResult.counters`), summed over batches and shards.
+    counters: dict[str, int] = field(default_factory=dict)
 
     def add_result(self, docs_in: int, bytes_in: int, result: StageResult) -> None:
         self.docs_in += docs_in
@@ -80,6 +84,7 @@ class StageStats:
         self.docs_out += result.kept.num_rows
         self.bytes_out += text_bytes(result.kept)
         self.dropped = dict(Counter(self.dropped) + Counter(result.dropped_counts()))
+        self.counters = _add_counts(self.counters, result.counters)
         if LANGUAGE in result.kept.column_names and result.kept.num_rows:
             counts = {c["values"]: int(c["counts"]) for c in pc.value_counts(result.kept[LANGUAGE]).to_pylist()}
             self.languages = dict(Counter(self.languages) + Counter(counts))
@@ -95,6 +100,7 @@ class StageStats:
             seconds=self.seconds + other.seconds,
             languages=dict(Counter(self.languages) + Counter(other.languages)),
             errors=self.errors + other.errors,
+            counters=_add_counts(self.counters, other.counters),
         )
 
     def check_accounting(self) -> None:
@@ -114,6 +120,11 @@ class StageStats:
     @classmethod
     def from_dict(cls, data: dict) -> StageStats:
         return cls(**data)
+
+
+def _add_counts(first: dict[str, int], second: dict[str, int]) -> dict[str, int]:
+    """Key-wise sum that keeps zero counts (Counter addition drops them)."""
+    return {key: first.get(key, 0) + second.get(key, 0) for key in sorted({*first, *second})}
 
 
 class RowDropFilter:
