@@ -1,25 +1,40 @@
 """Exact deduplication on a hash of the normalised text, global across shards.
 
-Three passes joined by files (the flow runs them on Dask):
-1. `hash_documents` per shard: (hash, shard, row, id) rows;
-2. `find_duplicates` per hash partition after a shuffle on `hash`: every copy but the first
-   (lowest shard, then row: the earliest in crawl order) is a duplicate of that first one;
-3. `curation.stage.RowDropFilter` per shard drops its duplicate rows as `exact_duplicate`.
+Four passes joined by files under the stage directory (`flows.exact_dedup` maps them on Dask):
+
+    _hashes/part-00003.arrow      pass 1, per shard: (hash, shard, row, id) of shard 3, partitioned
+                                  by hash range (curation.partitioned)
+    _groups/part-00007.arrow      pass 2, per hash range: every copy but the first (lowest shard,
+                                  then row: the earliest in crawl order) with its first copy's id,
+                                  partitioned by the shard it must be dropped from
+    duplicates.parquet/part-00003.parquet
+                                  pass 3, per shard: shard 3's duplicates sorted by row (the
+                                  directory reads as one table: `pq.read_table`)
+    part-00003.parquet            pass 4: `curation.stage.RowDropFilter` drops them as `exact_duplicate`
+
+A hash-range task holds one range of the corpus's hashes (a shard's worth when there are as many
+ranges as shards); a shard task holds one shard's duplicates. Nothing holds the whole table.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import xxhash
 
+from curation.io.readers import readable_batches
+from curation.io.writers import write_table_atomic
+from curation.partitioned import read_mapped, read_partition, range_partition, write_partitioned
 from curation.schema import ID, TEXT
+from curation.stage import rows_digest
 
 HASH = "hash"
 SHARD = "shard"
@@ -80,3 +95,48 @@ def find_duplicates(hashes: pd.DataFrame) -> pd.DataFrame:
 
 
 _PANDAS_DTYPES = {ID: "string", KEPT_ID: "string", HASH: "string", SHARD: "int32", ROW: "int64"}
+
+
+def hash_keys(hex_digests: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The first 64 bits of each hex digest as uint64 (uniform: the partition key), vectorised."""
+    chars_N16 = np.frombuffer(np.asarray(hex_digests.to_pylist(), dtype="S16").tobytes(), dtype=np.uint8)
+    chars_N16 = chars_N16.reshape(-1, 16).astype(np.uint64)
+    nibbles_N16 = np.where(chars_N16 >= ord("a"), chars_N16 - ord("a") + 10, chars_N16 - ord("0"))
+    shifts_16 = np.uint64(4) * np.arange(15, -1, -1, dtype=np.uint64)
+    return np.bitwise_or.reduce(nibbles_N16 << shifts_16, axis=1) if len(nibbles_N16) else np.zeros(0, np.uint64)
+
+
+# ------------------------------------------------------------------------------------ passes
+
+
+def hash_shard(path: str, shard: int, out_path: str, config: ExactDedupConfig, parts: int, *,
+               batch_rows: int = 10_000, strict: bool = False) -> str:
+    """Pass 1: hash every document of one input shard, partitioned by hash range into `parts`."""
+    if not Path(out_path).exists():
+        tables, first_row = [], 0
+        for raw in readable_batches(path, batch_rows=batch_rows, strict=strict):
+            tables.append(hash_documents(raw.table, shard, first_row, config))
+            first_row += raw.table.num_rows
+        hashes = pa.concat_tables(tables) if tables else HASHES_SCHEMA.empty_table()
+        write_partitioned(hashes, range_partition(hash_keys(hashes[HASH]), parts), out_path)
+    return out_path
+
+
+def group_partition(partition: int, out_path: str, hash_paths: list[str]) -> int:
+    """Pass 2: the duplicates among one hash range of every shard, partitioned by their shard."""
+    if not Path(out_path).exists():
+        hashes = read_partition(hash_paths, partition).to_pandas(types_mapper=pd.ArrowDtype)
+        duplicates = pa.Table.from_pandas(find_duplicates(hashes), schema=DUPLICATES_SCHEMA, preserve_index=False)
+        write_partitioned(duplicates, duplicates[SHARD].to_numpy(), out_path)
+    return read_mapped(out_path).num_rows
+
+
+def shard_duplicates(shard: int, out_path: str, group_paths: list[str]) -> tuple[int, str]:
+    """Pass 3: shard `shard`'s duplicates sorted by row; returns their count and a digest of the
+    rows (the global pass's decision for the shard: its output is rewritten when it changes)."""
+    if not Path(out_path).exists():
+        duplicates = read_partition(group_paths, shard).sort_by(ROW)
+        write_table_atomic(duplicates.select(DUPLICATES_SCHEMA.names).cast(DUPLICATES_SCHEMA), out_path)
+    rows = pq.read_table(out_path, columns=[ROW])[ROW].to_numpy()
+    return len(rows), rows_digest(rows)
+

@@ -7,6 +7,7 @@ Every dropped row carries a stable snake_case reason; counting happens in one pl
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -125,6 +126,11 @@ class StageStats:
 def _add_counts(first: dict[str, int], second: dict[str, int]) -> dict[str, int]:
     """Key-wise sum that keeps zero counts (Counter addition drops them)."""
     return {key: first.get(key, 0) + second.get(key, 0) for key in sorted({*first, *second})}
+
+
+def rows_digest(rows: np.ndarray) -> str:
+    """A digest of a set of row numbers (a global pass's decision for one shard: the rows it drops)."""
+    return hashlib.sha256(np.sort(np.asarray(rows, dtype=np.int64)).tobytes()).hexdigest()[:16]
 
 
 class RowDropFilter:

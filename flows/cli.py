@@ -9,11 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+from flows.errors import ConfigError, StageFailed, TrainingFailed, UserError, WorkdirBusy
+
 log = logging.getLogger("ccforge")
-
-
-class UserError(Exception):
-    """Bad input from the user: printed as one line, exit code 2."""
 
 
 def _add_dask_args(parser: argparse.ArgumentParser) -> None:
@@ -190,10 +188,6 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("ccforge", "curation", "flows", "training"):
         logging.getLogger(name).setLevel(logging.INFO)
     from curation.io.readers import InputFileError
-    from flows.config import ConfigError
-    from flows.curate import WorkdirBusy
-    from flows.engine import StageFailed
-    from flows.pretrain import TrainingFailed
 
     explained = (UserError, ConfigError, InputFileError, WorkdirBusy, StageFailed, TrainingFailed)
     for name in _PREFECT_RUN_LOGGERS:

@@ -13,16 +13,13 @@ from curation.fuzzy_dedup import FuzzyDedupConfig
 from curation.heuristics import HeuristicsConfig
 from curation.langid import LangIdConfig
 from curation.synthetic.config import RephraseConfig
+from flows.errors import ConfigError
 from training.yaml_config import read_yaml_mapping, validation_message
 
 #: Stages in the order the curate flow runs them (Nemotron-CC: dedup, then quality buckets,
 #: then heuristics, which may spare the high-quality levels, then synthetic rephrasing of the
 #: curated documents, whose rows go to WORKDIR/rephrase/ beside WORKDIR/curated/).
 CURATION_STAGES = ("extract", "langid", "exact-dedup", "fuzzy-dedup", "classify", "heuristics", "rephrase")
-
-
-class ConfigError(ValueError):
-    """A config file that cannot be used; the message is one line naming file and field."""
 
 
 class InputSpec(BaseModel):

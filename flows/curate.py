@@ -22,6 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from curation.io.writers import write_json_atomic
 from curation.stage import StageStats
 from flows.config import CurateConfig
+from flows.errors import WorkdirBusy
 from flows.engine import SUCCESS, dask_client, fingerprint_files, output_shards
 from flows.retry import RETRY_DELAY_SECONDS, STAGE_RETRIES, retry_if_transient
 from flows.report import funnel_markdown, languages_markdown, write_curation_report
@@ -80,10 +81,6 @@ def curate(config: CurateConfig) -> list[StageStats]:
     create_markdown_artifact(f"# Curation funnel of {workdir}\n\n{funnel}\n", key="curation-funnel",
                              description="Documents in and out of every stage")
     return all_stats
-
-
-class WorkdirBusy(RuntimeError):
-    """Another curate run holds the workdir."""
 
 
 @contextmanager

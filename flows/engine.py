@@ -26,27 +26,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import fsspec
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 from distributed import Client, LocalCluster, as_completed
 
-from curation.exact_dedup import (
-    DUPLICATES_SCHEMA, HASH, HASHES_SCHEMA, ROW, SHARD, ExactDedupConfig, find_duplicates, hash_documents,
-)
-from curation.io.readers import readable_batches
-from curation.io.writers import remove_temp_files, write_json_atomic, write_table_atomic
+from flows.errors import StageFailed
+from curation.io.writers import remove_temp_files, write_json_atomic
 from curation.shards import ShardTask, finished_stats, run_shard
-from curation.stage import RowDropFilter, Stage, StageStats
+from curation.stage import Stage, StageStats
 
 log = logging.getLogger("ccforge")
 
 SUCCESS = "_SUCCESS"
 STAGE_KEY_FILE = "_STAGE_KEY"
-
-
-class StageFailed(RuntimeError):
-    """A stage could not finish; the message names the stage and the input that failed."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -121,11 +111,6 @@ def shard_keys(run: StageRun, decisions: list[str] | None = None) -> list[str]:
         material = [base, i, path, source, shard_identity(path), decisions[i] if decisions else ""]
         keys.append(hashlib.sha256(json.dumps(material).encode()).hexdigest()[:32])
     return keys
-
-
-def rows_digest(rows: np.ndarray) -> str:
-    """A digest of a set of row numbers (a dedup pass's decision for one shard)."""
-    return hashlib.sha256(np.sort(np.asarray(rows, dtype=np.int64)).tobytes()).hexdigest()[:16]
 
 
 def finished_stage(output_dir: Path, key: str) -> StageStats | None:
@@ -269,65 +254,3 @@ def _remove_shards_beyond(output_dir: Path, count: int) -> None:
         index = path.name.split(".")[0].removeprefix("part-")
         if index.isdigit() and int(index) >= count:
             path.unlink()
-
-
-# ----------------------------------------------------------------------------- exact dedup
-
-
-def _hash_shard(path: str, shard: int, out_path: str, config: ExactDedupConfig, strict: bool) -> str:
-    if not Path(out_path).exists():
-        tables, first_row = [], 0
-        for raw in readable_batches(path, batch_rows=10_000, strict=strict):
-            tables.append(hash_documents(raw.table, shard, first_row, config))
-            first_row += raw.table.num_rows
-        write_table_atomic(pa.concat_tables(tables) if tables else HASHES_SCHEMA.empty_table(), out_path)
-    return out_path
-
-
-def _shuffle_duplicates(client: Client, hash_paths: list[str]) -> pa.Table:
-    """Group equal hashes on one worker each (a Dask shuffle), then list the extra copies."""
-    import dask.dataframe as dd  # here: a second of imports that the other stages do not need
-
-    hashes = dd.read_parquet(hash_paths)
-    meta = find_duplicates(hashes._meta)
-    duplicates = hashes.shuffle(on=HASH, npartitions=max(1, hashes.npartitions)).map_partitions(
-        find_duplicates, meta=meta)
-    frame = client.compute(duplicates).result().sort_values([SHARD, ROW])
-    return pa.Table.from_pandas(frame, schema=DUPLICATES_SCHEMA, preserve_index=False)
-
-
-def load_duplicate_filter(duplicates_path: str, shard: int) -> RowDropFilter:
-    table = pq.read_table(duplicates_path, columns=[ROW], filters=[(SHARD, "==", shard)])
-    return RowDropFilter("exact-dedup", "exact_duplicate", table[ROW].to_numpy())
-
-
-def run_exact_dedup(client: Client, run: StageRun, config: ExactDedupConfig,
-                    progress: Callable[[str], None] = log.info) -> StageStats:
-    """Hash every shard, shuffle the hashes on the cluster, then filter every shard."""
-    return run_resumable(run, lambda: _exact_dedup_passes(client, run, config, progress), progress)
-
-
-def _exact_dedup_passes(client: Client, run: StageRun, config: ExactDedupConfig,
-                        progress: Callable[[str], None]) -> StageStats:
-    hashes_dir = run.output_dir / "_hashes"
-    hashes_dir.mkdir(exist_ok=True)
-    count = len(run.inputs)
-    hash_paths = gather_per_input(client, run, _hash_shard, list(range(count)),
-                                  [str(hashes_dir / f"part-{i:05d}.parquet") for i in range(count)], [config] * count,
-                                  [run.strict] * count)
-    progress(f"{run.name}: hashed {count} shards")
-    duplicates_path = run.output_dir / "duplicates.parquet"
-    if not duplicates_path.exists():
-        write_table_atomic(_shuffle_duplicates(client, hash_paths), duplicates_path)
-    progress(f"{run.name}: {pq.ParquetFile(duplicates_path).metadata.num_rows} duplicates found")
-    makers = [functools.partial(load_duplicate_filter, str(duplicates_path), i) for i in range(count)]
-    return map_shards(client, run, makers, progress, drop_decisions(duplicates_path, count))
-
-
-def drop_decisions(duplicates_path: Path, count: int) -> list[str]:
-    """Per shard, a digest of the rows a dedup pass drops from it (`SHARD`, `ROW` columns)."""
-    table = pq.read_table(duplicates_path, columns=[SHARD, ROW])
-    shards, rows = table[SHARD].to_numpy(), table[ROW].to_numpy()
-    order = np.argsort(shards, kind="stable")
-    bounds = np.searchsorted(shards[order], np.arange(count + 1))
-    return [rows_digest(rows[order[bounds[i]:bounds[i + 1]]]) for i in range(count)]

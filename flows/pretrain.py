@@ -15,19 +15,11 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.errors import TrainingFailed
 from flows.retry import RETRY_DELAY_SECONDS, retry_if_killed
 from flows.run_report import read_metrics
 from training.trainer.config import load_train_config
 from training.trainer.launch import LaunchSpec, run_torchrun, torchrun_command
-
-
-class TrainingFailed(RuntimeError):
-    """torchrun exited non-zero; the message carries the last error lines."""
-
-    def __init__(self, code: int, errors: list[str]) -> None:
-        super().__init__(f"training exited with {code}: " + " | ".join(errors))
-        # By a signal (torchrun itself, or a rank as torchrun reports it): not the run's own error.
-        self.killed = code < 0 or any("Signal" in line or "SIGKILL" in line for line in errors)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from typing import Any
 from distributed import KilledWorker
 from distributed.comm.core import CommClosedError
 
+from flows.errors import TrainingFailed
+
 #: Failures of the cluster, not of the work: a worker that died (KilledWorker), a dropped
 #: connection, a timeout. Other OSErrors are not: pyarrow raises a bare OSError for a damaged
 #: Parquet file ("Couldn't deserialize thrift", "Corrupt snappy compressed data") and gzip a
@@ -46,7 +48,5 @@ def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
 def retry_if_killed(task: Any, task_run: Any, state: Any) -> bool:
     """Prefect `retry_condition_fn` of the torchrun task: retry a run killed by a signal (the
     OOM killer, a lost node), which resumes from its checkpoint; not one that failed by itself."""
-    from flows.pretrain import TrainingFailed
-
     err = _failure(state)
     return isinstance(err, TrainingFailed) and err.killed

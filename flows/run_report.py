@@ -121,11 +121,13 @@ def read_stages(curation_dir: Path) -> list[StageStats]:
 
 def read_cluster_sizes(duplicates: Path) -> dict[int, int]:
     """{cluster size: clusters} from duplicates.parquet: each removed row joins its kept document."""
-    if not duplicates.is_file():
+    # A directory of per-shard parts (one file in workdirs made before 2026-12).
+    parts = sorted(duplicates.glob("part-*.parquet")) if duplicates.is_dir() else [duplicates] * duplicates.is_file()
+    if not parts:
         return {}
-    names = pq.ParquetFile(duplicates).schema_arrow.names
-    column = "component" if "component" in names else "kept_id"
-    members = Counter(pq.read_table(duplicates, columns=[column])[column].to_pylist())
+    table = pq.read_table([str(part) for part in parts])
+    column = "component" if "component" in table.column_names else "kept_id"
+    members = Counter(table[column].to_pylist())
     return dict(sorted(Counter(removed + 1 for removed in members.values()).items()))
 
 

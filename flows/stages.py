@@ -15,7 +15,8 @@ from curation.io.readers import expand_inputs
 from curation.langid import LanguageId
 from curation.stage import Stage, StageStats
 from flows.config import CurateConfig
-from flows.engine import StageRun, run_exact_dedup, run_partition_stage, stage_key
+from flows.engine import StageRun, run_partition_stage, stage_key
+from flows.exact_dedup import run_exact_dedup
 from flows.fuzzy_dedup import run_fuzzy_dedup
 
 

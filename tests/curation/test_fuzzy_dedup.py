@@ -9,14 +9,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from curation.fuzzy_dedup import FuzzyDedupConfig
-from curation.fuzzy_dedup.clusters import cluster
 from curation.fuzzy_dedup.evaluation import (
     inject_near_duplicates, python_shingles, real_documents, score, true_similar_pairs,
 )
 from curation.fuzzy_dedup.jaccard import pair_jaccard
-from curation.fuzzy_dedup.lsh import bucket_edges, doc_index, key_range
+from curation.fuzzy_dedup.lsh import bucket_edges, key_range
 from curation.fuzzy_dedup.shingles import ShingleSets, shingle_sets
 from dask_processes import dask_cluster_processes
 from flows.cli import main
@@ -41,18 +42,6 @@ def test_key_ranges_split_sorted_keys_without_gaps():
         assert [r.start for r in ranges[1:]] == [r.stop for r in ranges[:-1]]
         assert ranges[0].start == 0 and ranges[-1].stop == len(keys)
         assert all(r.stop - r.start > 1000 / parts / 2 for r in ranges)
-
-
-def test_components_keep_the_earliest_document_and_number_stably():
-    a = doc_index(1, np.array([5, 0, 3]))
-    b = doc_index(0, np.array([9, 2, 2]))
-    clusters = cluster(np.r_[a, doc_index(2, [7])], np.r_[b, doc_index(2, [8])])
-    by_doc = dict(zip(clusters.docs.tolist(), zip(clusters.component.tolist(), clusters.kept.tolist())))
-    # (1,5)-(0,9) ; (1,0)-(0,2)-(1,3) ; (2,7)-(2,8)
-    assert by_doc[int(doc_index(1, [5])[0])] == (1, int(doc_index(0, [9])[0]))
-    assert by_doc[int(doc_index(1, [3])[0])] == (0, int(doc_index(0, [2])[0]))
-    assert by_doc[int(doc_index(2, [8])[0])] == (2, int(doc_index(2, [7])[0]))
-    assert clusters.removed.sum() == 4
 
 
 def test_pair_jaccard_is_exact_on_real_texts():
@@ -137,6 +126,22 @@ def test_precision_and_recall_on_injected_near_duplicates(client, corpus_dir, in
     assert not forty & set(duplicates["id"])
     summary = json.loads((tmp_path / "fuzzy" / "clusters.json").read_text())
     assert summary["removed"] == len(duplicates) and summary["verified_pairs"] <= summary["candidate_pairs"]
+
+
+def test_components_equal_scipy_on_the_verified_graph(client, corpus_dir, tmp_path):
+    """The distributed components of the stage's own verified graph, against scipy in one process."""
+    out = tmp_path / "fuzzy"
+    _run(client, corpus_dir, out, FuzzyDedupConfig())
+    edges = pq.read_table(sorted(str(p) for p in (out / "_similar").glob("part-*.parquet")))
+    docs, ends = np.unique(np.r_[edges["doc_a"].to_numpy(), edges["doc_b"].to_numpy()], return_inverse=True)
+    graph = coo_matrix((np.ones(edges.num_rows), (ends[:edges.num_rows], ends[edges.num_rows:])), (len(docs),) * 2)
+    _, labels = connected_components(graph, directed=False)
+    smallest = np.full(labels.max() + 1, len(docs))
+    np.minimum.at(smallest, labels, np.arange(len(docs)))
+    expected = {int(d): int(docs[smallest[label]]) for d, label in zip(docs, labels) if docs[smallest[label]] != d}
+    duplicates = pq.read_table(out / "duplicates.parquet")
+    removed = (duplicates["shard"].to_numpy().astype(np.int64) << 32) | duplicates["row"].to_numpy()
+    assert len(expected) > 20 and dict(zip(removed.tolist(), duplicates["component"].to_pylist())) == expected
 
 
 def test_without_verification_candidates_are_kept_and_rerun_is_skipped(client, corpus_dir, tmp_path):
