@@ -45,7 +45,7 @@ def bench_single_core(crawl_files: list[str]) -> list[str]:
             docs = outputs
     started = time.perf_counter()
     hashes = pa.concat_tables([hash_documents(t, i, 0, ExactDedupConfig()) for i, t in enumerate(docs)])
-    duplicates = find_duplicates(hashes.to_pandas())
+    duplicates = find_duplicates(hashes)
     for i, t in enumerate(docs):
         dropped_rows = duplicates.loc[duplicates["shard"] == i, "row"].to_numpy()
         RowDropFilter("exact-dedup", "exact_duplicate", dropped_rows).run(t)

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -83,18 +82,16 @@ def hash_documents(table: pa.Table, shard: int, first_row: int, config: ExactDed
     )
 
 
-def find_duplicates(hashes: pd.DataFrame) -> pd.DataFrame:
-    """Pass 2, on one shuffle partition: each non-first copy mapped to its first copy's id."""
-    if hashes.empty:
-        return pd.DataFrame({name: pd.Series(dtype=_PANDAS_DTYPES[name]) for name in DUPLICATES_SCHEMA.names})
-    ordered = hashes.sort_values([HASH, SHARD, ROW], kind="stable")
-    first_id = ordered.groupby(HASH, sort=False)[ID].transform("first")
-    duplicate = ordered[HASH].duplicated(keep="first")
-    out = ordered.loc[duplicate, [ID, HASH, SHARD, ROW]].assign(**{KEPT_ID: first_id[duplicate]})
-    return out[DUPLICATES_SCHEMA.names].astype(_PANDAS_DTYPES)
-
-
-_PANDAS_DTYPES = {ID: "string", KEPT_ID: "string", HASH: "string", SHARD: "int32", ROW: "int64"}
+def find_duplicates(hashes: pa.Table) -> pa.Table:
+    """Pass 2's rule on rows of any hash range: each non-first copy (in shard, row order) mapped
+    to its first copy's id, as a DUPLICATES_SCHEMA table (in hash order)."""
+    ordered = hashes.sort_by([(HASH, "ascending"), (SHARD, "ascending"), (ROW, "ascending")])
+    digests = ordered[HASH].combine_chunks() if ordered.num_rows else pa.array([], pa.string())
+    first = np.r_[True, ~pc.equal(digests[1:], digests[:-1]).to_numpy(zero_copy_only=False)][:ordered.num_rows]
+    group_start = np.maximum.accumulate(np.where(first, np.arange(ordered.num_rows), 0))
+    copies = ordered.filter(pa.array(~first))
+    kept_ids = ordered[ID].take(pa.array(group_start[~first], pa.int64()))
+    return copies.append_column(KEPT_ID, kept_ids).select(DUPLICATES_SCHEMA.names).cast(DUPLICATES_SCHEMA)
 
 
 def hash_keys(hex_digests: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -125,8 +122,7 @@ def hash_shard(path: str, shard: int, out_path: str, config: ExactDedupConfig, p
 def group_partition(partition: int, out_path: str, hash_paths: list[str]) -> int:
     """Pass 2: the duplicates among one hash range of every shard, partitioned by their shard."""
     if not Path(out_path).exists():
-        hashes = read_partition(hash_paths, partition).to_pandas(types_mapper=pd.ArrowDtype)
-        duplicates = pa.Table.from_pandas(find_duplicates(hashes), schema=DUPLICATES_SCHEMA, preserve_index=False)
+        duplicates = find_duplicates(read_partition(hash_paths, partition))
         write_partitioned(duplicates, duplicates[SHARD].to_numpy(), out_path)
     return read_mapped(out_path).num_rows
 

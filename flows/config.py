@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from classifiers.stage import ClassifyConfig
 from curation.exact_dedup import ExactDedupConfig
 from curation.extract import ExtractConfig
-from curation.fuzzy_dedup import FuzzyDedupConfig
-from curation.heuristics import HeuristicsConfig
+from curation.fuzzy_dedup.config import FuzzyDedupConfig
+from curation.heuristics.config import HeuristicsConfig
 from curation.langid import LangIdConfig
 from curation.synthetic.config import RephraseConfig
 from flows.errors import ConfigError
@@ -48,6 +48,9 @@ class CurateConfig(BaseModel):
     strict: bool = False  # stop at the first unreadable input file instead of reporting it
     keep_rejects: bool = False  # write every dropped row to <stage>/rejected/, not only bad input
     batch_rows: int = Field(default=1000, ge=1)
+    #: Inputs larger than this (uncompressed JSONL, Parquet with several row groups, .warc.gz) are
+    #: cut into pieces of about this size, one task each; null: one task per file.
+    split_bytes: int | None = Field(default=32 << 20, ge=1)
     dask: DaskSettings = Field(default_factory=DaskSettings)
     extract: ExtractConfig = Field(default_factory=ExtractConfig)
     langid: LangIdConfig = Field(default_factory=LangIdConfig)

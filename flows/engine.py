@@ -29,6 +29,7 @@ import fsspec
 from distributed import Client, LocalCluster, as_completed
 
 from flows.errors import StageFailed
+from curation.io.pieces import piece_file
 from curation.io.writers import remove_temp_files, write_json_atomic
 from curation.shards import ShardTask, finished_stats, run_shard
 from curation.stage import Stage, StageStats
@@ -85,13 +86,14 @@ def stage_key(name: str, config: object, input_fingerprint: str) -> str:
 def shard_identity(path: str) -> str:
     """What a shard's contents depend on: the shard key the stage that wrote it recorded in its
     `.stats.json` (so a shard reused as it was keeps its identity), else its size and mtime."""
-    if path.endswith(".parquet") and "://" not in path:
-        stats = Path(path[: -len(".parquet")] + ".stats.json")
+    file = piece_file(path)  # a piece's range is in its path; its contents depend on its file
+    if file.endswith(".parquet") and "://" not in file and file == path:
+        stats = Path(file[: -len(".parquet")] + ".stats.json")
         if stats.exists():
             key = json.loads(stats.read_text()).get("stage_key")
             if key:
                 return key
-    fs, fs_path = fsspec.core.url_to_fs(path)
+    fs, fs_path = fsspec.core.url_to_fs(file)
     info = fs.info(fs_path)
     return f"{info.get('size')}:{info.get('mtime') or info.get('LastModified') or ''}"
 

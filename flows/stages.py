@@ -11,6 +11,7 @@ from distributed import Client
 
 from curation.extract import Extractor
 from curation.heuristics import HeuristicFilter
+from curation.io.pieces import split_inputs
 from curation.io.readers import expand_inputs
 from curation.langid import LanguageId
 from curation.stage import Stage, StageStats
@@ -50,7 +51,7 @@ def resolve_inputs(config: CurateConfig) -> list[tuple[str, str]]:
             pairs.append((path, spec.source or Path(path.split("://")[-1]).parent.name or "input"))
     if not pairs:
         raise ValueError("no inputs: give --input PATH or `inputs:` in the config")
-    return pairs
+    return split_inputs(pairs, config.split_bytes) if config.split_bytes else pairs
 
 
 def run_stage(client: Client, name: str, config: CurateConfig, inputs: list[tuple[str, str]],

@@ -1,10 +1,32 @@
-"""Settings of the fuzzy-dedup stage (Nemotron-CC defaults: char 24-grams, 20 bands x 13 rows)."""
+"""Settings of the fuzzy-dedup stage (Nemotron-CC defaults: char 24-grams, 20 bands x 13 rows).
+
+No numba here: a config loads in every command, the kernels only where they run."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from curation.fuzzy_dedup.minhash import MinHashConfig
+
+def shingle_spec(shingle: str) -> tuple[str, int]:
+    """("char" or "word", size) of a spec like "char:24" or "word:5"."""
+    kind, _, size = shingle.partition(":")
+    if kind not in ("char", "word") or not size.isdigit() or int(size) < 1:
+        raise ValueError(f"shingle must look like 'char:24' or 'word:5', got {shingle!r}")
+    return kind, int(size)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MinHashConfig:
+    shingle: str = "char:24"  # "char:N" (character N-grams) or "word:N" (word N-grams)
+    num_perm: int = 260
+    bands: int = 20
+    rows: int = 13
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        shingle_spec(self.shingle)
+        if self.bands * self.rows != self.num_perm:
+            raise ValueError(f"bands x rows must equal num_perm: {self.bands} x {self.rows} != {self.num_perm}")
 
 
 @dataclass(frozen=True, kw_only=True)

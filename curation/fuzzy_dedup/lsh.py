@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from curation.fuzzy_dedup.minhash import MAX_HASH, MinHashConfig, band_keys
+from curation.fuzzy_dedup.config import MinHashConfig
+from curation.fuzzy_dedup.minhash import MAX_HASH, band_keys
 from curation.fuzzy_dedup.sorting import unique_pairs
 
 BAND_KEY = "band_key"

@@ -11,29 +11,14 @@ Shapes: N documents, S shingles, P permutations, K bands, R rows per band.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numba
 import numpy as np
 
-from curation.fuzzy_dedup.shingles import POLYNOMIAL_BASE, ShingleSets, mix32, shingle_spec
+from curation.fuzzy_dedup.config import MinHashConfig
+from curation.fuzzy_dedup.shingles import POLYNOMIAL_BASE, ShingleSets, mix32
 
 MERSENNE_PRIME = np.uint64((1 << 61) - 1)
 MAX_HASH = np.uint64((1 << 32) - 1)
-
-
-@dataclass(frozen=True, kw_only=True)
-class MinHashConfig:
-    shingle: str = "char:24"  # "char:N" (character N-grams) or "word:N" (word N-grams)
-    num_perm: int = 260
-    bands: int = 20
-    rows: int = 13
-    seed: int = 42
-
-    def __post_init__(self) -> None:
-        shingle_spec(self.shingle)
-        if self.bands * self.rows != self.num_perm:
-            raise ValueError(f"bands x rows must equal num_perm: {self.bands} x {self.rows} != {self.num_perm}")
 
 
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -23,16 +23,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curation.fuzzy_dedup.config import shingle_spec
+
 POLYNOMIAL_BASE = np.uint64(0x100000001B3)  # the FNV-1 64-bit prime
 _SPACE = np.uint64(32)
-
-
-def shingle_spec(shingle: str) -> tuple[str, int]:
-    """("char" or "word", size) of a spec like "char:24" or "word:5"."""
-    kind, _, size = shingle.partition(":")
-    if kind not in ("char", "word") or not size.isdigit() or int(size) < 1:
-        raise ValueError(f"shingle must look like 'char:24' or 'word:5', got {shingle!r}")
-    return kind, int(size)
 
 
 @numba.njit(cache=True, nogil=True)

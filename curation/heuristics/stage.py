@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,7 +22,13 @@ QUALITY_LEVEL = "quality_level"
 #: Every reason this stage can drop a document for, in the order the rules run.
 DROP_REASONS = REPETITION_REASONS + QUALITY_REASONS + C4_REASONS
 _REASON_CODE = {reason: code for code, reason in enumerate(DROP_REASONS, start=1)}
-_REASON_BY_CODE = pa.array([None, *DROP_REASONS], pa.string())
+
+
+@functools.cache
+def _reasons_by_code() -> pa.Array:
+    """Reason strings by code, built on first use: pa.array loads pandas (0.5 s of imports that a
+    command which only validates a config should not pay)."""
+    return pa.array([None, *DROP_REASONS], pa.string())
 
 
 def judged_rows(table: pa.Table, config: HeuristicsConfig) -> np.ndarray:
@@ -71,7 +79,7 @@ class HeuristicFilter:
                 new_text = kept_text.filter(pa.array(code_J == 0)).cast(table.schema.field(TEXT).type)
                 column = pc.replace_with_mask(table[TEXT].combine_chunks(), pa.array(rewrite_N), new_text)
                 table = table.set_column(table.schema.get_field_index(TEXT), TEXT, column)
-        return split_by_reason(table, _REASON_BY_CODE.take(pa.array(code_N)))
+        return split_by_reason(table, _reasons_by_code().take(pa.array(code_N)))
 
     def judge(self, text: pa.Array) -> tuple[np.ndarray, pa.Array | None]:
         """Reason codes for these texts, and their C4-filtered texts (None when C4 is off)."""

@@ -2,7 +2,9 @@
 
 A reader yields `RawBatch`es: the good records as a table, and bad records as rejected rows
 with a `drop_reason` (quarantined by the caller). Problems with a whole file raise
-`InputFileError`, whose message is one line naming the file.
+`InputFileError`, whose message is one line naming the file. Every reader also reads a piece
+of a large file (`curation.io.pieces`): the records, ids and rejects of its range, exactly as
+reading the whole file gives them.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -17,15 +20,15 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 from warcio.archiveiterator import ArchiveIterator
+from warcio.bufferedreaders import DecompressingBufferedReader
 from warcio.exceptions import ArchiveLoadFailed
 
+from curation.io.pieces import (
+    JSONL_SUFFIXES, PARQUET_SUFFIXES, WARC_SUFFIXES, InputFileError, Piece, input_format, is_piece, parse_piece,
+)
 from curation.schema import CRAWL_DATE, DROP_REASON, ID, SOURCE, TEXT, URL, document_id
 
 log = logging.getLogger(__name__)
-
-WARC_SUFFIXES = (".warc", ".warc.gz")
-JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json.gz", ".jsonl.bz2")
-PARQUET_SUFFIXES = (".parquet",)
 
 #: Columns of a raw WARC batch (before extraction).
 CONTENT_TYPE = "content_type"
@@ -48,10 +51,9 @@ REJECTED_LINE_SCHEMA = pa.schema(
 
 _GZIP_MAGIC = b"\x1f\x8b\x08"
 _WARC_MAGIC = b"WARC/1."
+_PROBE_BYTES = 4096  # enough deflate input to decompress the first bytes of a WARC header
 
 
-class InputFileError(Exception):
-    """A whole input file cannot be read; the message names the file and the reason."""
 
 
 @dataclass(frozen=True)
@@ -62,27 +64,19 @@ class RawBatch:
     rejected: pa.Table
 
 
-def input_format(path: str) -> str:
-    """'warc', 'jsonl' or 'parquet' from the file name; a clear error otherwise."""
-    lower = path.lower()
-    for fmt, suffixes in (("warc", WARC_SUFFIXES), ("jsonl", JSONL_SUFFIXES), ("parquet", PARQUET_SUFFIXES)):
-        if lower.endswith(suffixes):
-            return fmt
-    raise InputFileError(
-        f"{path}: unknown input format (expected one of "
-        f"{', '.join(WARC_SUFFIXES + JSONL_SUFFIXES + PARQUET_SUFFIXES)})"
-    )
-
-
 def expand_inputs(patterns: list[str]) -> list[str]:
     """Expand paths, directories and globs (any fsspec URL) to a sorted list of input files.
 
     A pattern that matches nothing is an error naming it: a typo must not curate zero files.
     Inside a directory, files under `_name` or `.name` folders (working files) are skipped, and a
     ccforge stage directory (one with `_SUCCESS`) gives only its top-level `part-*` shards.
+    A piece string is kept as it is (its file must exist): its range is no glob.
     """
     files: set[str] = set()
     for pattern in patterns:
+        if is_piece(pattern):
+            files.add(_existing_piece(pattern))
+            continue
         fs, _, paths = fsspec.get_fs_token_paths(pattern)
         if not paths or not fs.exists(paths[0]):
             raise InputFileError(f"{pattern}: no such file or directory")
@@ -96,6 +90,14 @@ def expand_inputs(patterns: list[str]) -> list[str]:
             else:
                 files.add(fs.unstrip_protocol(path) if _has_protocol(pattern) else path)
     return sorted(files)
+
+
+def _existing_piece(path: str) -> str:
+    piece = parse_piece(path)
+    fs, fs_path = fsspec.core.url_to_fs(piece.file)
+    if not fs.exists(fs_path):
+        raise InputFileError(f"{path}: no such file or directory")
+    return path
 
 
 def _is_input_name(path: str) -> bool:
@@ -151,25 +153,25 @@ def iter_texts(patterns: list[str], max_docs: int | None = None) -> Iterator[str
 
 
 def read_warc(path: str, *, source: str, batch_rows: int = 1000) -> Iterator[RawBatch]:
-    """Response records of a WARC file as raw batches (payload bytes, not yet decoded).
+    """Response records of a WARC file (or piece) as raw batches (payload bytes, not yet decoded).
 
     A broken record is counted as `broken_warc_record` and reading resumes at the next
     record boundary (the next gzip member, or the next ``WARC/1.`` line); a file cut short
-    is counted as one `truncated_warc_record`.
+    is counted as one `truncated_warc_record`. Ids hash the file and the record's byte offset.
     """
+    piece = parse_piece(path)
     rows: list[dict] = []
     rejected: list[dict] = []
     try:
-        fs, fs_path = fsspec.core.url_to_fs(path)
+        fs, fs_path = fsspec.core.url_to_fs(piece.file)
         size = fs.size(fs_path)
-        with fs.open(fs_path, "rb") as handle:
-            gzipped = path.lower().endswith(".gz")
-            for item in _iter_warc_resyncing(handle, gzipped=gzipped, size=size, path=path):
-                offset, record_or_reason = item
+        # `probe` looks ahead for record starts without moving the handle warcio reads.
+        with fs.open(fs_path, "rb") as handle, fs.open(fs_path, "rb") as probe:
+            for offset, record_or_reason in _iter_warc_resyncing(handle, probe, piece=piece, size=size, name=path):
                 if isinstance(record_or_reason, str):
-                    rejected.append(_rejected_warc_row(path, offset, source, record_or_reason))
+                    rejected.append(_rejected_warc_row(piece.file, offset, source, record_or_reason))
                 else:
-                    rows.append(_warc_row(path, offset, source, record_or_reason))
+                    rows.append(_warc_row(piece.file, offset, source, record_or_reason))
                 if len(rows) + len(rejected) >= batch_rows:
                     yield _warc_batch(rows, rejected)
                     rows, rejected = [], []
@@ -181,53 +183,106 @@ def read_warc(path: str, *, source: str, batch_rows: int = 1000) -> Iterator[Raw
         yield _warc_batch(rows, rejected)
 
 
-def _iter_warc_resyncing(handle, *, gzipped: bool, size: int, path: str):
-    """Yield (offset, record-fields | drop reason), resynchronising after broken records."""
-    start = 0
-    while True:
+def _iter_warc_resyncing(handle, probe, *, piece: Piece, size: int, name: str):
+    """Yield (offset, record-fields | drop reason) of the records `piece` owns, resynchronising
+    after broken records.
+
+    The walk is the whole file's walk, record after record, so pieces together read what the
+    whole file reads: a piece enters at its first record start at or after `piece.start` and
+    leaves at the first record start at or after `piece.stop`, where the next piece enters.
+    Offsets are absolute: warcio's start from the handle's position.
+    """
+    gzipped = piece.file.lower().endswith(".gz")
+    stop = size if piece.stop is None else piece.stop
+    start = 0 if piece.start == 0 else _next_record_start(probe, piece.start, stop, gzipped=gzipped)
+    while start is not None:
         handle.seek(start)
         iterator = ArchiveIterator(handle, no_record_parse=False, check_digests=False)
+        iterator.reader = _StrictDecompressingReader(handle, block_size=iterator.reader.block_size)
         try:
             for record in iterator:
+                if _next_piece_owns(probe, iterator.offset, stop, gzipped=gzipped):
+                    return
                 if record.rec_type != "response":
                     continue
                 fields = _response_fields(record)  # before get_record_offset(), which skips the body
                 # warcio yields a record cut short by the end of the file without complaint;
                 # bytes still owed by its Content-Length give it away.
                 cut_short = getattr(record.raw_stream, "limit", 0) > 0
-                yield start + iterator.get_record_offset(), "truncated_warc_record" if cut_short else fields
-        except (ArchiveLoadFailed, ValueError, EOFError, OSError) as err:
-            broken_at = start + iterator.offset  # start of the record that failed
-            log.warning("%s: broken WARC record at byte %d (%s); skipping to the next record",
-                        path, broken_at, str(err).splitlines()[0][:120])
-            yield broken_at, "broken_warc_record"
-            resume = _next_record_start(handle, broken_at + 1, gzipped=gzipped)
-            if resume is None:
+                yield iterator.get_record_offset(), "truncated_warc_record" if cut_short else fields
+        except (ArchiveLoadFailed, ValueError, EOFError, OSError, zlib.error) as err:
+            broken_at = iterator.offset  # start of the record that failed
+            if _next_piece_owns(probe, broken_at, stop, gzipped=gzipped):
                 return
-            start = resume
+            log.warning("%s: broken WARC record at byte %d (%s); skipping to the next record",
+                        name, broken_at, str(err).splitlines()[0][:120])
+            yield broken_at, "broken_warc_record"
+            start = _next_record_start(probe, broken_at + 1, stop, gzipped=gzipped)
             continue
-        end = start + iterator.offset
-        if end < size:
-            log.warning("%s: file ends inside a record (read %d of %d bytes)", path, end, size)
+        end = iterator.offset
+        if end < size and not _next_piece_owns(probe, end, stop, gzipped=gzipped):
+            log.warning("%s: file ends inside a record (read %d of %d bytes)", name, end, size)
             yield end, "truncated_warc_record"
         return
 
 
-def _next_record_start(handle, position: int, *, gzipped: bool, chunk: int = 1 << 20) -> int | None:
+class _StrictDecompressingReader(DecompressingBufferedReader):
+    """warcio's reader, but deflate data that fails inside a gzip member raises. warcio prints the
+    error and reads on to the end of the file, so one corrupt member swallowed every record after it."""
+
+    def _decompress(self, data: bytes) -> bytes:
+        if self.decompressor and data and self.num_block_read:
+            return self.decompressor.decompress(data)
+        return super()._decompress(data)  # a first block that fails: an uncompressed WARC
+
+
+def _next_piece_owns(probe, offset: int, stop: int, *, gzipped: bool) -> bool:
+    """Whether the walk reached the next piece: a record start at or after `stop`. (A position
+    there that is no record start, a broken member, is still this piece's to report.)"""
+    return offset >= stop and _is_record_start(probe, offset, gzipped=gzipped)
+
+
+def _next_record_start(probe, position: int, limit: int, *, gzipped: bool) -> int | None:
+    """The first record start in [position, limit), or None."""
+    while (found := _find_magic(probe, position, limit, gzipped=gzipped)) is not None:
+        if _is_record_start(probe, found, gzipped=gzipped):
+            return found
+        position = found + 1
+    return None
+
+
+def _is_record_start(probe, position: int, *, gzipped: bool) -> bool:
+    """A gzip member whose data begins with a WARC header: the gzip magic alone also occurs by
+    chance inside compressed data. Uncompressed: a ``WARC/1.`` line (such files are read whole)."""
+    probe.seek(position)
+    head = probe.read(_PROBE_BYTES)
+    if not gzipped:
+        return head.startswith(_WARC_MAGIC)
+    try:
+        text = zlib.decompressobj(wbits=31).decompress(head, 64)  # wbits=31: a gzip header is required
+    except zlib.error:
+        return False
+    return text.lstrip().startswith(b"WARC/")
+
+
+def _find_magic(probe, position: int, limit: int, *, gzipped: bool, chunk: int = 1 << 20) -> int | None:
+    """The first gzip magic (or ``WARC/1.``) in [position, limit), or None."""
     magic = _GZIP_MAGIC if gzipped else _WARC_MAGIC
-    handle.seek(position)
+    probe.seek(position)
     carry = b""
     base = position
-    while True:
-        block = handle.read(chunk)
+    while base - len(carry) < limit:
+        block = probe.read(chunk)
         if not block:
             return None
         data = carry + block
         found = data.find(magic)
         if found >= 0:
-            return base - len(carry) + found
+            at = base - len(carry) + found
+            return at if at < limit else None
         carry = data[-(len(magic) - 1):]
         base += len(block)
+    return None
 
 
 def _response_fields(record) -> dict:
@@ -264,16 +319,17 @@ def read_jsonl(path: str, *, source: str, batch_rows: int = 1000) -> Iterator[Ra
     """JSON lines with a `text` field (and optionally `id`, `url`, ...; others carried along).
 
     Lines that are not JSON objects are `bad_json`; objects without a string `text` are
-    `missing_text`; both are quarantined with the raw line.
+    `missing_text`; both are quarantined with the raw line. Ids made for records without one
+    number the lines of the whole file, also in a piece.
     """
+    piece = parse_piece(path)
     rows: list[dict] = []
     rejected: list[dict] = []
+    line_no = piece.first_line
     try:
-        with fsspec.open(path, "rb", compression="infer") as handle:
-            line_no = 0
-            # Some decompressors (zstd) read but do not iterate lines; buffering adds that.
-            for line_no, raw in enumerate(io.BufferedReader(handle)):
-                _parse_jsonl_line(path, line_no, raw, source, rows, rejected)
+        with fsspec.open(piece.file, "rb", compression="infer") as handle:
+            for line_no, raw in _numbered_lines(handle, piece):
+                _parse_jsonl_line(piece.file, line_no, raw, source, rows, rejected)
                 if len(rows) + len(rejected) >= batch_rows:
                     yield _jsonl_batch(rows, rejected)
                     rows, rejected = [], []
@@ -285,6 +341,21 @@ def read_jsonl(path: str, *, source: str, batch_rows: int = 1000) -> Iterator[Ra
         raise InputFileError(f"{path}: cannot read past line {line_no + 1} ({err})") from err
     if rows or rejected:
         yield _jsonl_batch(rows, rejected)
+
+
+def _numbered_lines(handle, piece: Piece) -> Iterator[tuple[int, bytes]]:
+    """(line number in the whole file, line) of the piece: it starts after a newline and ends
+    where the next piece starts (at a line start, or the end of the file)."""
+    if not piece.whole:
+        handle.seek(piece.start)  # pieces are never compressed: they seek
+    remaining = None if piece.whole else piece.stop - piece.start
+    # Some decompressors (zstd) read but do not iterate lines; buffering adds that.
+    for line_no, raw in enumerate(io.BufferedReader(handle), start=piece.first_line):
+        yield line_no, raw
+        if remaining is not None:
+            remaining -= len(raw)
+            if remaining <= 0:
+                return
 
 
 def _parse_jsonl_line(path: str, line_no: int, raw: bytes, source: str,
@@ -319,9 +390,11 @@ def _jsonl_batch(rows: list[dict], rejected: list[dict]) -> RawBatch:
 
 
 def read_parquet(path: str, *, source: str, batch_rows: int = 1000) -> Iterator[RawBatch]:
-    """Parquet with a string `text` column; `id` is made when absent; other columns carried."""
+    """Parquet with a string `text` column; `id` is made when absent (from the row number in the
+    whole file, also in a piece of row groups); other columns carried."""
+    piece = parse_piece(path)
     try:
-        handle = fsspec.open(path, "rb").open()
+        handle = fsspec.open(piece.file, "rb").open()
     except FileNotFoundError as err:
         raise InputFileError(f"{path}: no such file") from err
     with handle:
@@ -330,16 +403,25 @@ def read_parquet(path: str, *, source: str, batch_rows: int = 1000) -> Iterator[
         except (OSError, pa.ArrowInvalid) as err:
             raise InputFileError(f"{path}: not a readable Parquet file ({err})") from err
         _check_text_column(path, parquet_file.schema_arrow)
-        first_row = 0
-        for batch in parquet_file.iter_batches(batch_size=batch_rows):
+        row_groups, first_row = _row_groups(path, parquet_file.metadata, piece)
+        for batch in parquet_file.iter_batches(batch_size=batch_rows, row_groups=row_groups):
             table = pa.Table.from_batches([batch])
             if ID not in table.column_names:
-                ids = [document_id(path, first_row + i) for i in range(table.num_rows)]
+                ids = [document_id(piece.file, first_row + i) for i in range(table.num_rows)]
                 table = table.add_column(0, ID, pa.array(ids, pa.string()))
             if SOURCE not in table.column_names:
                 table = table.append_column(SOURCE, pa.array([source] * table.num_rows, pa.string()))
             first_row += table.num_rows
             yield RawBatch(table=table, rejected=pa.Table.from_pylist([], schema=REJECTED_LINE_SCHEMA))
+
+
+def _row_groups(path: str, meta: pq.FileMetaData, piece: Piece) -> tuple[list[int] | None, int]:
+    """The row groups of the piece (None: all) and the number of its first row in the file."""
+    if piece.whole:
+        return None, 0
+    if piece.stop > meta.num_row_groups:
+        raise InputFileError(f"{path}: {piece.file} has {meta.num_row_groups} row groups, not {piece.stop}")
+    return list(range(piece.start, piece.stop)), sum(meta.row_group(g).num_rows for g in range(piece.start))
 
 
 def _check_text_column(path: str, schema: pa.Schema) -> None:

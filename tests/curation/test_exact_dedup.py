@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from curation.exact_dedup import (
-    DUPLICATES_SCHEMA, ExactDedupConfig, find_duplicates, group_partition, hash_documents, hash_keys, hash_shard,
+    DUPLICATES_SCHEMA, HASHES_SCHEMA, ExactDedupConfig, find_duplicates, group_partition, hash_documents, hash_keys, hash_shard,
     normalized_texts, shard_duplicates,
 )
 from curation.stage import RowDropFilter
@@ -15,7 +15,7 @@ from flows.exact_dedup import run_exact_dedup
 
 def _shard(texts, shard):
     table = pa.table({"id": [f"s{shard}-{i}" for i in range(len(texts))], "text": texts})
-    return hash_documents(table, shard, 0, ExactDedupConfig()).to_pandas()
+    return hash_documents(table, shard, 0, ExactDedupConfig())
 
 
 def test_normalisation_folds_case_and_whitespace():
@@ -26,10 +26,11 @@ def test_first_copy_in_crawl_order_is_kept_across_shards(handbook_pages):
     texts = [p.read_text()[:3000] for p in handbook_pages["en-US"][:6]]
     shard0 = _shard([texts[0], texts[1], texts[0].upper(), texts[2]], 0)
     shard1 = _shard([texts[1], texts[3], texts[0]], 1)
-    duplicates = find_duplicates(pd.concat([shard1, shard0]).sample(frac=1.0, random_state=0))
-    mapping = dict(zip(duplicates["id"], duplicates["kept_id"]))
+    both = pa.concat_tables([shard1, shard0])
+    duplicates = find_duplicates(both.take(np.random.default_rng(0).permutation(both.num_rows)))
+    mapping = dict(zip(duplicates["id"].to_pylist(), duplicates["kept_id"].to_pylist()))
     assert mapping == {"s0-2": "s0-0", "s1-0": "s0-1", "s1-2": "s0-0"}
-    assert sorted(zip(duplicates["shard"], duplicates["row"])) == [(0, 2), (1, 0), (1, 2)]
+    assert sorted(zip(duplicates["shard"].to_pylist(), duplicates["row"].to_pylist())) == [(0, 2), (1, 0), (1, 2)]
 
 
 def test_md5_and_raw_hashing_options():
@@ -49,18 +50,23 @@ def test_filter_drops_listed_rows_across_batches():
 
 
 def test_no_duplicates_gives_empty_typed_frame():
-    frame = find_duplicates(_shard(["one", "two"], 0))
-    assert len(frame) == 0 and list(frame.columns) == ["id", "kept_id", "hash", "shard", "row"]
+    found = find_duplicates(_shard(["one", "two"], 0))
+    assert found.num_rows == 0 and found.schema == DUPLICATES_SCHEMA
+    assert find_duplicates(HASHES_SCHEMA.empty_table()).schema == DUPLICATES_SCHEMA
 
 
 # ------------------------------------------------------------- the passes on a Dask cluster
 
 
 def _reference_duplicates(inputs: list[str]) -> pa.Table:
-    """The single-process result: one `find_duplicates` over the hashes of the whole corpus."""
+    """The single-process result (the stage's output before 2026-12): a pandas group-by over the
+    hashes of the whole corpus, every copy after the first in (shard, row) order, by (shard, row)."""
     hashes = pd.concat([hash_documents(pq.read_table(path), shard, 0, ExactDedupConfig()).to_pandas()
-                        for shard, path in enumerate(inputs)])
-    frame = find_duplicates(hashes).sort_values(["shard", "row"])
+                        for shard, path in enumerate(inputs)], ignore_index=True)
+    hashes = hashes.sort_values(["hash", "shard", "row"], kind="stable")
+    copy = hashes["hash"].duplicated(keep="first")
+    copies = hashes[copy].assign(kept_id=hashes.groupby("hash", sort=False)["id"].transform("first")[copy])
+    frame = copies[DUPLICATES_SCHEMA.names].sort_values(["shard", "row"])
     return pa.Table.from_pandas(frame, schema=DUPLICATES_SCHEMA, preserve_index=False)
 
 

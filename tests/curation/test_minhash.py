@@ -4,7 +4,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from curation.fuzzy_dedup.minhash import MinHashConfig, band_keys, permutations, signatures
+from curation.fuzzy_dedup.config import MinHashConfig
+from curation.fuzzy_dedup.minhash import band_keys, permutations, signatures
 from curation.fuzzy_dedup.shingles import mix32, shingle_sets
 
 

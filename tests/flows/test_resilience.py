@@ -47,11 +47,11 @@ def test_sigkill_inside_a_global_stage_then_rerun(sample_crawl, curated_referenc
     workdir = tmp_path / "work"
     hashes = workdir / "exact-dedup" / "_hashes"
     kill_when(curate_args(sample_crawl, workdir),
-              lambda: (workdir / "langid" / "_SUCCESS").exists() and any(hashes.glob("part-*.parquet")),
+              lambda: (workdir / "langid" / "_SUCCESS").exists() and any(hashes.glob("part-*.arrow")),
               "exact dedup had hashed a shard", cwd=tmp_path)
     assert not (workdir / "exact-dedup" / "_SUCCESS").exists(), "the kill came after exact-dedup had finished"
     finished_stages = {name: file_versions(workdir / name) for name in ("extract", "langid")}
-    hashed = file_versions(hashes, "part-*.parquet")
+    hashed = file_versions(hashes, "part-*.arrow")
 
     rerun = run_ccforge(curate_args(sample_crawl, workdir), cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
