@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dask_args(curate)
 
     stage = commands.add_parser("stage", help="run one curation stage alone (no Prefect)")
-    stage.add_argument("name", help="extract, langid, exact-dedup, fuzzy-dedup or heuristics")
+    stage.add_argument("name", help="extract, langid, exact-dedup, fuzzy-dedup, substring-dedup or heuristics")
     stage.add_argument("--input", nargs="+", required=True)
     stage.add_argument("--output", required=True, help="directory for shards, stats.json, _SUCCESS")
     stage.add_argument("--config", help="curate YAML whose section for this stage is used")
@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     fuzzy.add_argument("--shingle", help="char:N or word:N (default char:24)")
     fuzzy.add_argument("--no-verify", dest="verify", action="store_false", default=None,
                        help="keep every LSH candidate pair without computing its Jaccard")
+    substring = stage.add_argument_group("substring-dedup (override the config's substring_dedup section)")
+    substring.add_argument("--tokenizer", help="tokenizer.json (or a directory with one): windows of --min-tokens tokens")
+    substring.add_argument("--min-tokens", type=int, help="window length in tokens (default 50, Lee et al.)")
+    substring.add_argument("--min-bytes", type=int, help="window length in UTF-8 bytes, without a tokenizer")
+    substring.add_argument("--keep-first", action="store_true", default=None,
+                           help="keep the first copy of each repeated span (default: cut every copy)")
+    substring.add_argument("--min-doc-chars", type=int, help="drop a cut document left shorter than this (default 50)")
     _add_dask_args(stage)
 
     model = commands.add_parser("model", help="model presets")
@@ -96,18 +103,28 @@ def cmd_stage(args: argparse.Namespace) -> None:
 
     if args.name not in CURATION_STAGES:
         raise UserError(f"unknown stage {args.name!r}; choose from {', '.join(CURATION_STAGES)}")
-    fuzzy_flags = {k: getattr(args, k) for k in ("threshold", "bands", "rows", "shingle", "verify")
-                   if getattr(args, k) is not None}
-    if fuzzy_flags and args.name != "fuzzy-dedup":
-        raise UserError(f"options {sorted(fuzzy_flags)} apply to the fuzzy-dedup stage only")
+    fuzzy_flags = _stage_flags(args, "fuzzy-dedup", ("threshold", "bands", "rows", "shingle", "verify"))
+    substring_flags = _stage_flags(args, "substring-dedup",
+                                   ("tokenizer", "min_tokens", "min_bytes", "keep_first", "min_doc_chars"))
     config = load_curate_config(args.config, inputs=[{"path": p} for p in args.input],
-                                fuzzy_dedup=fuzzy_flags or None)
+                                fuzzy_dedup=fuzzy_flags or None, substring_dedup=substring_flags or None)
+    if args.name == "substring-dedup" and config.substring_dedup is None:
+        raise UserError("substring-dedup needs a unit: --tokenizer PATH or --min-bytes N "
+                        "(or a substring_dedup section in --config)")
     inputs = resolve_inputs(config)
     with dask_client(args.scheduler or config.dask.scheduler, workers=args.workers or config.dask.workers,
                      processes=args.name not in THREADED_STAGES) as client:
         stats, _ = run_stage(client, args.name, config, inputs, fingerprint_files([p for p, _ in inputs]),
                              Path(args.output))
     print(funnel_markdown([stats]))
+
+
+def _stage_flags(args: argparse.Namespace, stage: str, names: tuple[str, ...]) -> dict:
+    """The options of one stage's group that were given; an error when they name another stage."""
+    flags = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    if flags and args.name != stage:
+        raise UserError(f"options {sorted(flags)} apply to the {stage} stage only")
+    return flags
 
 
 def cmd_sample_corpus(args: argparse.Namespace) -> None:

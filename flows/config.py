@@ -12,14 +12,16 @@ from curation.extract import ExtractConfig
 from curation.fuzzy_dedup.config import FuzzyDedupConfig
 from curation.heuristics.config import HeuristicsConfig
 from curation.langid import LangIdConfig
+from curation.substring_dedup.config import SubstringDedupConfig
 from curation.synthetic.config import RephraseConfig
 from flows.errors import ConfigError
 from training.yaml_config import read_yaml_mapping, validation_message
 
-#: Stages in the order the curate flow runs them (Nemotron-CC: dedup, then quality buckets,
+#: Stages in the order the curate flow runs them (Nemotron-CC: exact, fuzzy, then substring dedup, then quality buckets,
 #: then heuristics, which may spare the high-quality levels, then synthetic rephrasing of the
 #: curated documents, whose rows go to WORKDIR/rephrase/ beside WORKDIR/curated/).
-CURATION_STAGES = ("extract", "langid", "exact-dedup", "fuzzy-dedup", "classify", "heuristics", "rephrase")
+CURATION_STAGES = ("extract", "langid", "exact-dedup", "fuzzy-dedup", "substring-dedup", "classify", "heuristics",
+                   "rephrase")
 
 
 class InputSpec(BaseModel):
@@ -42,8 +44,8 @@ class CurateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     inputs: list[InputSpec] = Field(default_factory=list)
     workdir: str = "work"
-    #: Default: every stage, `classify` only when `classify.classifiers` names models and
-    #: `rephrase` only when `rephrase.backend` is set.
+    #: Default: every stage, `substring-dedup` only with a `substring_dedup` section, `classify` only
+    #: when `classify.classifiers` names models and `rephrase` only when `rephrase.backend` is set.
     stages: list[str] | None = None
     strict: bool = False  # stop at the first unreadable input file instead of reporting it
     keep_rejects: bool = False  # write every dropped row to <stage>/rejected/, not only bad input
@@ -56,6 +58,8 @@ class CurateConfig(BaseModel):
     langid: LangIdConfig = Field(default_factory=LangIdConfig)
     exact_dedup: ExactDedupConfig = Field(default_factory=ExactDedupConfig)
     fuzzy_dedup: FuzzyDedupConfig = Field(default_factory=FuzzyDedupConfig)
+    #: No default unit (a tokenizer path or a byte length), so the stage runs only when configured.
+    substring_dedup: SubstringDedupConfig | None = None
     classify: ClassifyConfig = Field(default_factory=ClassifyConfig)
     heuristics: HeuristicsConfig = Field(default_factory=HeuristicsConfig)
     rephrase: RephraseConfig = Field(default_factory=RephraseConfig)
@@ -76,7 +80,11 @@ class CurateConfig(BaseModel):
     def _default_stages(self) -> CurateConfig:
         if self.stages is None:
             self.stages = [s for s in CURATION_STAGES if (s != "classify" or self.classify.classifiers)
-                           and (s != "rephrase" or self.rephrase.backend)]
+                           and (s != "rephrase" or self.rephrase.backend)
+                           and (s != "substring-dedup" or self.substring_dedup is not None)]
+        elif "substring-dedup" in self.stages and self.substring_dedup is None:
+            raise ValueError("stage substring-dedup needs a substring_dedup section with `tokenizer: PATH` "
+                             "or `min_bytes: N` (see examples/curate.yaml)")
         elif "classify" in self.stages and not self.classify.classifiers:
             raise ValueError("stage classify needs classify.classifiers (see examples/classifiers.yaml)")
         if "rephrase" in self.stages:

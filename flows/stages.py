@@ -4,43 +4,55 @@ flow wraps these calls in tasks, `ccforge stage` calls them directly)."""
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
 from distributed import Client
 
-from curation.extract import Extractor
-from curation.heuristics import HeuristicFilter
 from curation.io.pieces import split_inputs
 from curation.io.readers import expand_inputs
-from curation.langid import LanguageId
 from curation.stage import Stage, StageStats
 from flows.config import CurateConfig
 from flows.engine import StageRun, run_partition_stage, stage_key
-from flows.exact_dedup import run_exact_dedup
-from flows.fuzzy_dedup import run_fuzzy_dedup
 
+# Each stage's own modules are imported when it runs: a command that runs fuzzy dedup does not load
+# jusText, fastText or torch (imports are most of a small run's fixed cost).
 
-#: Stages whose work releases the GIL (numba kernels, Arrow, numpy): on a LocalCluster they run as threads
-#: of one process, with no worker start-up, no pickling and one copy of the imports.
-THREADED_STAGES = frozenset({"fuzzy-dedup"})
+#: Stages whose work releases the GIL (numba kernels, Arrow, numpy, Rust tokenizers): on a LocalCluster
+#: they run as threads of one process, with no worker start-up, no pickling and one copy of the imports.
+THREADED_STAGES = frozenset({"fuzzy-dedup", "substring-dedup"})
 
 
 def stage_config(name: str, config: CurateConfig) -> object:
     return {"extract": config.extract, "langid": config.langid, "exact-dedup": config.exact_dedup,
-            "fuzzy-dedup": config.fuzzy_dedup, "classify": config.classify, "heuristics": config.heuristics,
-            "rephrase": config.rephrase}[name]
+            "fuzzy-dedup": config.fuzzy_dedup, "substring-dedup": config.substring_dedup,
+            "classify": config.classify, "heuristics": config.heuristics, "rephrase": config.rephrase}[name]
 
 
 def stage_factory(name: str, config: CurateConfig) -> Callable[[], Stage]:
     """A picklable zero-argument constructor, called on the worker that runs a shard."""
     if name == "extract":
+        from curation.extract import Extractor
+
         return functools.partial(Extractor, config.extract)
     if name == "langid":
+        from curation.langid import LanguageId
+
         return functools.partial(LanguageId, config.langid)
     if name == "heuristics":
+        from curation.heuristics import HeuristicFilter
+
         return functools.partial(HeuristicFilter, config.heuristics)
     raise ValueError(f"{name} is not a per-partition stage")
+
+
+def _file_digest(path: str | None) -> str | None:
+    """A tokenizer's contents, for the stage key: a new file at the same path reruns the stage."""
+    if path is None:
+        return None
+    file = Path(path) / "tokenizer.json" if Path(path).is_dir() else Path(path)
+    return hashlib.sha256(file.read_bytes()).hexdigest()[:16] if file.is_file() else None
 
 
 def resolve_inputs(config: CurateConfig) -> list[tuple[str, str]]:
@@ -70,12 +82,22 @@ def run_stage(client: Client, name: str, config: CurateConfig, inputs: list[tupl
         return run_rephrase_stage(config.rephrase, inputs, input_fingerprint, output_dir, strict=config.strict,
                                   batch_rows=config.batch_rows, progress=progress)
     material = {"stage": stage_config(name, config), "keep_rejects": config.keep_rejects, "strict": config.strict}
+    if name == "substring-dedup":
+        material["tokenizer_digest"] = _file_digest(config.substring_dedup.tokenizer)
     key = stage_key(name, material, input_fingerprint)
     run = StageRun(name=name, inputs=inputs, output_dir=output_dir, stage_key=key,
                    config_key=stage_key(name, material, ""), keep_rejects=config.keep_rejects,
                    strict=config.strict, batch_rows=config.batch_rows)
     if name == "exact-dedup":
+        from flows.exact_dedup import run_exact_dedup
+
         return run_exact_dedup(client, run, config.exact_dedup, progress), key
     if name == "fuzzy-dedup":
+        from flows.fuzzy_dedup import run_fuzzy_dedup
+
         return run_fuzzy_dedup(client, run, config.fuzzy_dedup, progress), key
+    if name == "substring-dedup":
+        from flows.substring_dedup import run_substring_dedup
+
+        return run_substring_dedup(client, run, config.substring_dedup, progress), key
     return run_partition_stage(client, run, stage_factory(name, config), progress), key
