@@ -18,8 +18,10 @@ def funnel_markdown(stages: list[StageStats]) -> str:
     ]
     for s in stages:
         kept = 100.0 * s.docs_out / s.docs_in if s.docs_in else 0.0
-        drops = ", ".join(f"{reason} {count:,}" for reason, count in
-                          sorted(s.dropped.items(), key=lambda kv: -kv[1])) or "-"
+        drops = [f"{reason} {count:,}" for reason, count in sorted(s.dropped.items(), key=lambda kv: -kv[1])]
+        # and what a stage changed inside the documents it kept (spans and bytes cut)
+        drops += [f"{name.replace('_', ' ')} {count:,}" for name, count in s.counters.items()]
+        drops = ", ".join(drops) or "-"
         lines.append(f"| {s.name} | {s.docs_in:,} | {s.docs_out:,} | {kept:.1f} | {_mb(s.bytes_in)} | "
                      f"{_mb(s.bytes_out)} | {s.seconds:.1f} | {drops} |")
     return "\n".join(lines)

@@ -1,13 +1,15 @@
 """The global passes of substring dedup, joined by key-partitioned files under the stage directory.
 
-    _windows/part-SSSSS.arrow     pass 1, per shard: (hash, doc, pos) of every k-unit window,
-                                  partitioned by hash range
+    _windows/part-SSSSS.arrow     pass 1, per shard: the distinct hashes of its k-unit windows,
+                                  sorted, each with a flag: seen twice inside the shard
     _units/part-SSSSS.arrow       pass 1, token unit only: (id, values, char_start, char_end) per
                                   row, so that passes 3 and 5 do not tokenise again
-    _candidates/part-PPPPP.arrow  pass 2, per hash range: windows whose hash occurs >= 2 times,
-                                  partitioned by shard
-    _contents/part-SSSSS.arrow    pass 3, per shard: the candidates with their exact k units
-                                  (`content`), partitioned by hash range again
+    _candidates/part-PPPPP.arrow  pass 2, per hash range (a key range of every shard's sorted
+                                  hashes): hashes seen twice in the corpus, partitioned by each
+                                  shard that holds them
+    _contents/part-SSSSS.arrow    pass 3, per shard: its windows whose hash is a candidate (hashes
+                                  computed again: cheaper than storing every window's address),
+                                  with their exact k units (`content`), partitioned by hash range
     _confirmed/part-PPPPP.arrow   pass 4, per hash range: windows whose content repeats (all
                                   copies, or all but the first with keep_first), by shard
     spans.parquet/part-SSSSS.parquet  pass 5, per shard: (row, id, start, end) character spans
@@ -16,8 +18,9 @@
 `doc` is `fuzzy_dedup.lsh.doc_index(shard, row)`: sorting by it is corpus order. Every pass is
 a map over shards or hash ranges through `mapper` (the cluster's, or `local_mapper`), skips an
 output file that exists, and returns a count (or a digest) to the driver, which holds O(shards
-+ partitions) values. Memory per task: pass 1 holds one shard's windows (20 bytes per unit);
-pass 2 one hash range of all windows; pass 3 one shard's candidates with their contents (k
++ partitions) values. Memory per task: pass 1 holds one shard's window hashes (8 bytes per unit,
+9 on disk per distinct window); pass 2 one hash range of every shard's distinct hashes; pass 3
+one shard's candidate hashes, one batch's windows, and the shard's candidates with their contents (k
 unit bytes each, the only place contents exist: verifying hashes by a second hash would not be
 exact); pass 4 one hash range of those; pass 5 one shard's confirmed windows. Passes 2 and 4
 shrink with more `partitions`. Byte units are read again from the input in passes 3 and 5;
@@ -37,7 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.fuzzy_dedup.lsh import doc_index, doc_row, doc_shard
+from curation.fuzzy_dedup.lsh import doc_index, doc_row, doc_shard, key_range
 from curation.io.readers import readable_batches
 from curation.io.writers import write_arrow_atomic, write_table_atomic
 from curation.partitioned import (
@@ -54,6 +57,9 @@ log = logging.getLogger("ccforge")
 
 HASH, DOC, POS, CONTENT = "hash", "doc", "pos", "content"
 ROW, START, END = "row", "start", "end"
+REPEATED = "repeated"
+DISTINCT_SCHEMA = pa.schema([(HASH, pa.uint64()), (REPEATED, pa.bool_())])
+CANDIDATES_SCHEMA = pa.schema([(HASH, pa.uint64())])
 WINDOWS_SCHEMA = pa.schema([(HASH, pa.uint64()), (DOC, pa.int64()), (POS, pa.int32())])
 CONFIRMED_SCHEMA = pa.schema([(DOC, pa.int64()), (POS, pa.int32())])
 SPANS_SCHEMA = pa.schema([(ROW, pa.int64()), (ID, pa.string()), (START, pa.int64()), (END, pa.int64())])
@@ -73,15 +79,16 @@ def substring_spans(inputs: list[str], work_dir: str | Path, config: SubstringDe
     parts = config.partitions or max(1, shards)
     shard_ids = list(range(shards))
     window_paths = [str(work / "_windows" / f"part-{s:05d}.arrow") for s in shard_ids]
-    windows = mapper(_hash_windows, inputs, shard_ids, window_paths, *_same(shards, config, parts, batch_rows,
-                                                                          strict, hash_bits))
-    progress(f"substring-dedup: {sum(windows)} windows of {config.window} units in {shards} shards")
+    windows = mapper(_hash_windows, inputs, shard_ids, window_paths, *_same(shards, config, batch_rows, strict,
+                                                                          hash_bits))
+    progress(f"substring-dedup: {sum(windows)} distinct windows of {config.window} units in {shards} shards")
     candidate_paths = [str(work / "_candidates" / f"part-{p:05d}.arrow") for p in range(parts)]
-    candidates = mapper(_candidate_windows, list(range(parts)), candidate_paths, *_same(parts, window_paths))
-    progress(f"substring-dedup: {sum(candidates)} windows share a hash with another")
+    candidates = mapper(_candidate_hashes, list(range(parts)), candidate_paths, *_same(parts, window_paths, parts))
+    progress(f"substring-dedup: {sum(candidates)} (hash, shard) pairs seen twice or more")
     content_paths = [str(work / "_contents" / f"part-{s:05d}.arrow") for s in shard_ids]
-    mapper(_window_contents, inputs, shard_ids, content_paths, *_same(shards, candidate_paths, config, parts,
-                                                                     batch_rows, strict))
+    contents = mapper(_window_contents, inputs, shard_ids, content_paths,
+                      *_same(shards, candidate_paths, config, parts, batch_rows, strict, hash_bits))
+    progress(f"substring-dedup: {sum(contents)} windows share a hash with another")
     confirmed_paths = [str(work / "_confirmed" / f"part-{p:05d}.arrow") for p in range(parts)]
     confirmed = mapper(_confirmed_windows, list(range(parts)), confirmed_paths,
                        *_same(parts, content_paths, config.keep_first))
@@ -125,39 +132,57 @@ def _rows_written(path: str) -> int:
 # ----------------------------------------------------------------------- pass 1: window hashes
 
 
-def _hash_windows(path: str, shard: int, out_path: str, config: SubstringDedupConfig, parts: int,
-                  batch_rows: int, strict: bool, hash_bits: int) -> int:
+def _hash_windows(path: str, shard: int, out_path: str, config: SubstringDedupConfig, batch_rows: int,
+                  strict: bool, hash_bits: int) -> int:
+    """The distinct window hashes of one shard, sorted (the key order of pass 2's ranges)."""
     if not Path(out_path).exists():
-        tables, stored = [], []
-        for first_row, batch, units in _shard_units(path, config, batch_rows, strict):
-            hashes, docs, positions = window_hashes(units, config.window, hash_bits)
-            tables.append(pa.table({HASH: hashes, DOC: doc_index(shard, first_row + docs), POS: positions},
-                                   schema=WINDOWS_SCHEMA))
+        hashes, stored = [], []
+        for _, batch, units in _shard_units(path, config, batch_rows, strict):
+            hashes.append(window_hashes(units, config.window, hash_bits)[0])
             if config.tokenizer is not None:
                 stored.append(units_to_arrow(units).add_column(0, ID, batch[ID].cast(pa.string())))
         if config.tokenizer is not None:
             schema = UNITS_SCHEMA.insert(0, pa.field(ID, pa.string()))
             write_arrow_atomic(pa.concat_tables(stored).combine_chunks() if stored else schema.empty_table(),
                                _units_path(Path(out_path).parents[1], shard))
-        table = pa.concat_tables(tables) if tables else WINDOWS_SCHEMA.empty_table()
-        write_partitioned(table, range_partition(column_array(table, HASH).to_numpy(), parts), out_path)
+        distinct, repeated = _distinct(np.concatenate(hashes) if hashes else np.zeros(0, np.uint64))
+        write_arrow_atomic(pa.table({HASH: distinct, REPEATED: repeated}, schema=DISTINCT_SCHEMA), out_path)
     return _rows_written(out_path)
+
+
+def _distinct(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct hashes, whether each occurs more than once)."""
+    ordered = np.sort(hashes)
+    first = np.ones(len(ordered), dtype=bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    starts = np.flatnonzero(first)
+    return ordered[starts], np.diff(np.r_[starts, len(ordered)]) >= 2
 
 
 # ------------------------------------------------------------------ pass 2: hashes seen twice
 
 
-def _candidate_windows(part: int, out_path: str, window_paths: list[str]) -> int:
+def _candidate_hashes(part: int, out_path: str, window_paths: list[str], parts: int) -> int:
+    """The hashes of one key range seen twice in the corpus (in two shards, or twice in one),
+    written once for every shard that holds them."""
     if not Path(out_path).exists():
-        windows = read_partition(window_paths, part)
-        hashes = column_array(windows, HASH).to_numpy()
-        order = np.argsort(hashes, kind="stable")
-        same_as_next = hashes[order][1:] == hashes[order][:-1]
-        repeated = np.zeros(len(order), dtype=bool)
-        repeated[1:] |= same_as_next
-        repeated[:-1] |= same_as_next
-        candidates = windows.take(pa.array(order[repeated]))
-        write_partitioned(candidates, doc_shard(column_array(candidates, DOC).to_numpy()), out_path)
+        hashes, shards, repeated = [], [], []
+        for shard, path in enumerate(window_paths):
+            table = read_mapped(path)
+            keys = column_array(table, HASH).to_numpy()
+            rows = key_range(keys, part, parts)
+            hashes.append(keys[rows])
+            repeated.append(column_array(table, REPEATED).to_numpy(zero_copy_only=False)[rows])
+            shards.append(np.full(rows.stop - rows.start, shard, dtype=np.int64))
+        hashes_H, shards_H, repeated_H = (np.concatenate(a) for a in (hashes, shards, repeated))
+        order = np.argsort(hashes_H, kind="stable")
+        sorted_hashes = hashes_H[order]
+        in_two_shards = np.zeros(len(order), dtype=bool)
+        same_as_next = sorted_hashes[1:] == sorted_hashes[:-1]
+        in_two_shards[1:] |= same_as_next
+        in_two_shards[:-1] |= same_as_next
+        chosen = order[in_two_shards | repeated_H[order]]
+        write_partitioned(pa.table({HASH: hashes_H[chosen]}, schema=CANDIDATES_SCHEMA), shards_H[chosen], out_path)
     return _rows_written(out_path)
 
 
@@ -165,20 +190,21 @@ def _candidate_windows(part: int, out_path: str, window_paths: list[str]) -> int
 
 
 def _window_contents(path: str, shard: int, out_path: str, candidate_paths: list[str],
-                     config: SubstringDedupConfig, parts: int, batch_rows: int, strict: bool) -> int:
+                     config: SubstringDedupConfig, parts: int, batch_rows: int, strict: bool, hash_bits: int) -> int:
+    """The shard's windows whose hash is a candidate, with their contents, by hash range."""
     if not Path(out_path).exists():
-        candidates = read_partition(candidate_paths, shard).sort_by([(DOC, "ascending"), (POS, "ascending")])
-        rows = doc_row(column_array(candidates, DOC).to_numpy())
+        wanted = np.sort(column_array(read_partition(candidate_paths, shard), HASH).to_numpy())
         tables = []
-        for first_row, batch, units in _shard_units(path, config, batch_rows, strict,
-                                                    _units_path(Path(out_path).parents[1], shard)):
-            begin, end = np.searchsorted(rows, [first_row, first_row + batch.num_rows])
-            if begin == end:
+        for first_row, _, units in _shard_units(path, config, batch_rows, strict,
+                                                _units_path(Path(out_path).parents[1], shard)):
+            hashes, docs, positions = window_hashes(units, config.window, hash_bits)
+            found = np.minimum(np.searchsorted(wanted, hashes), max(len(wanted) - 1, 0))
+            chosen = np.flatnonzero(wanted[found] == hashes) if len(wanted) else np.zeros(0, np.int64)
+            if len(chosen) == 0:
                 continue
-            chosen = candidates.slice(int(begin), int(end - begin))
-            contents = window_contents(units, rows[begin:end] - first_row,
-                                       column_array(chosen, POS).to_numpy().astype(np.int64), config.window)
-            tables.append(chosen.append_column(CONTENT, contents))
+            tables.append(pa.table({
+                HASH: hashes[chosen], DOC: doc_index(shard, first_row + docs[chosen]), POS: positions[chosen],
+                CONTENT: window_contents(units, docs[chosen], positions[chosen].astype(np.int64), config.window)}))
         schema = WINDOWS_SCHEMA.append(pa.field(CONTENT, pa.binary(config.window * _unit_bytes(config))))
         table = pa.concat_tables(tables).combine_chunks() if tables else schema.empty_table()
         write_partitioned(table, range_partition(column_array(table, HASH).to_numpy(), parts), out_path)
