@@ -143,6 +143,11 @@ QUICKSTART_TRAINING = {"vocab_size": 4096, "seq_len": 256, "train": {
     "logging": {"progress_bar": False}}}
 
 
+#: The quick start cuts repeated spans of 200 bytes (about 50 GPT-2 tokens of English): its
+#: tokenizer is trained on the curated text, after curation.
+QUICKSTART_SUBSTRING_DEDUP = {"min_bytes": 200}
+
+
 def cmd_quickstart(args: argparse.Namespace) -> None:
     from classifiers.stage import ClassifyConfig
     from classifiers.train import quickstart_train_config, train
@@ -163,7 +168,7 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
     rephrase = quickstart_rephrase(workdir / "classifiers", workdir / "rephrase-model")
     config = load_curate_config(None, inputs=[{"path": str(crawl_dir), "source": "sample-crawl"}],
                                 workdir=str(workdir / "curation"), classify=ClassifyConfig(classifiers=tuple(specs)),
-                                rephrase=rephrase,
+                                rephrase=rephrase, substring_dedup=QUICKSTART_SUBSTRING_DEDUP,
                                 dask={k: v for k, v in (("scheduler", args.scheduler),
                                                         ("workers", args.workers)) if v is not None})
     result = pipeline(config, workdir, TrainingSettings(**QUICKSTART_TRAINING))

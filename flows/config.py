@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from classifiers.stage import ClassifyConfig
 from curation.exact_dedup import ExactDedupConfig
-from curation.extract import ExtractConfig
+from curation.extract_config import ExtractConfig
 from curation.fuzzy_dedup.config import FuzzyDedupConfig
 from curation.heuristics.config import HeuristicsConfig
 from curation.langid import LangIdConfig

@@ -14,8 +14,10 @@ def test_quickstart_runs_from_crawl_to_an_exported_model(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert sorted(p.name for p in (workdir / "crawl").glob("*.warc.gz"))
     stages = json.loads((workdir / "curation" / "stats.json").read_text())["stages"]
-    assert [s["name"] for s in stages] == ["extract", "langid", "exact-dedup", "fuzzy-dedup", "classify", "heuristics",
-                                           "rephrase"]
+    assert [s["name"] for s in stages] == ["extract", "langid", "exact-dedup", "fuzzy-dedup", "substring-dedup",
+                                           "classify", "heuristics", "rephrase"]
+    cut = stages[4]["counters"]
+    assert cut["spans_removed"] > 0 and stages[4]["bytes_in"] - stages[4]["bytes_out"] >= cut["bytes_removed"]
     assert stages[0]["docs_in"] >= 400
     for stage in stages:
         assert stage["docs_in"] == stage["docs_out"] + sum(stage["dropped"].values())
