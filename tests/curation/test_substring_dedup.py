@@ -17,11 +17,13 @@ import tokenizers
 from tokenizers import decoders, models, pre_tokenizers, processors, trainers
 
 from curation.partitioned import read_mapped
+from dask_processes import dask_cluster_processes
 from curation.sample_corpus.pages import visible_lines
 from curation.stage import StageStats
 from curation.substring_dedup import SubstringDedupConfig
 from curation.substring_dedup.cut import SpanCutter
 from curation.substring_dedup.passes import spans_path, substring_spans
+from flows.cli import main
 from flows.engine import StageRun, dask_client
 from flows.substring_dedup import run_substring_dedup
 
@@ -317,3 +319,18 @@ def test_stage_on_a_local_cluster_cuts_counts_and_resumes(corpus, tmp_path):
         doc_id: text for doc_id, text in cut.items() if int(doc_id[4:]) not in dropped}
     assert stats.bytes_in - stats.bytes_out == stats.counters["bytes_removed"] + sum(
         len(cut[f"doc-{i:03d}"].encode()) for i in dropped)
+
+
+def test_cli_stage_on_an_external_scheduler_with_two_workers(corpus, tmp_path, capsys):
+    """`ccforge stage substring-dedup --scheduler` on separate scheduler and worker processes cuts
+    the same spans as the exhaustive search."""
+    texts, tokenizer_dir, _ = corpus
+    sizes = [11, len(texts) - 11]
+    paths = _write_shards(texts, sizes, tmp_path / "in")
+    with dask_cluster_processes(tmp_path / "cluster", workers=2) as address:
+        code = main(["stage", "substring-dedup", "--input", *paths, "--output", str(tmp_path / "out"),
+                     "--min-bytes", str(K_BYTES), "--scheduler", address])
+    assert code == 0 and "substring-dedup" in capsys.readouterr().out
+    assert _found_spans(tmp_path / "out", sizes) == _reference(texts, "bytes", False, tokenizer_dir)
+    assert main(["stage", "substring-dedup", "--input", *paths, "--output", str(tmp_path / "x")]) == 2
+    assert "needs a unit" in capsys.readouterr().err
