@@ -145,14 +145,17 @@ def _hash_windows(path: str, shard: int, out_path: str, config: SubstringDedupCo
             schema = UNITS_SCHEMA.insert(0, pa.field(ID, pa.string()))
             write_arrow_atomic(pa.concat_tables(stored).combine_chunks() if stored else schema.empty_table(),
                                _units_path(Path(out_path).parents[1], shard))
-        distinct, repeated = _distinct(np.concatenate(hashes) if hashes else np.zeros(0, np.uint64))
+        all_hashes = np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
+        del hashes  # the shard's hashes are the task's memory: hold them once, sort them in place
+        distinct, repeated = _distinct(all_hashes)
         write_arrow_atomic(pa.table({HASH: distinct, REPEATED: repeated}, schema=DISTINCT_SCHEMA), out_path)
     return _rows_written(out_path)
 
 
 def _distinct(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted distinct hashes, whether each occurs more than once)."""
-    ordered = np.sort(hashes)
+    """(sorted distinct hashes, whether each occurs more than once); sorts `hashes` in place."""
+    hashes.sort()
+    ordered = hashes
     first = np.ones(len(ordered), dtype=bool)
     first[1:] = ordered[1:] != ordered[:-1]
     starts = np.flatnonzero(first)
@@ -172,7 +175,10 @@ def _candidate_hashes(part: int, out_path: str, window_paths: list[str], parts: 
             keys = column_array(table, HASH).to_numpy()
             rows = key_range(keys, part, parts)
             hashes.append(keys[rows])
-            repeated.append(column_array(table, REPEATED).to_numpy(zero_copy_only=False)[rows])
+            # Slice before converting: bits to bytes of the whole column would cost every task a full
+            # pass over every shard's file (quadratic in shards; seen at 1M documents).
+            flags = column_array(table, REPEATED).slice(rows.start, rows.stop - rows.start)
+            repeated.append(flags.to_numpy(zero_copy_only=False))
             shards.append(np.full(rows.stop - rows.start, shard, dtype=np.int64))
         hashes_H, shards_H, repeated_H = (np.concatenate(a) for a in (hashes, shards, repeated))
         order = np.argsort(hashes_H, kind="stable")
