@@ -18,10 +18,12 @@ def test_curate_flow_accounts_for_every_document(small_crawl, tmp_path, prefect_
     workdir = tmp_path / "work"
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
         config = load_curate_config(None, inputs=[{"path": str(small_crawl)}], workdir=str(workdir),
-                                    dask={"scheduler": cluster.scheduler_address})
+                                    dask={"scheduler": cluster.scheduler_address}, substring_dedup={"min_bytes": 200})
         stats = curate(config)
         # no classifiers named, no rephrase backend
         assert [s.name for s in stats] == [s for s in CURATION_STAGES if s not in ("classify", "rephrase")]
+        # the crawl repeats pages under other URLs and the handbook's navigation on every page
+        assert stats[4].name == "substring-dedup" and stats[4].counters["spans_removed"] > 0
         summary = json.loads((workdir / "stats.json").read_text())["stages"]
         for stage in summary:
             assert stage["docs_in"] == stage["docs_out"] + sum(stage["dropped"].values()), stage["name"]
