@@ -45,21 +45,18 @@ def column_array(table: pa.Table, name: str) -> pa.Array:
     return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
-def read_partition(paths: Sequence[str | Path], partition: int, *, stop: int | None = None,
-                   columns: Sequence[str] | None = None) -> pa.Table:
-    """Rows of partitions [partition, stop) (default: just `partition`) from every file of `paths`
-    (each written by `write_partitioned`, empty ones included), without the partition column."""
+def read_partition(paths: Sequence[str | Path], partition: int) -> pa.Table:
+    """Rows of `partition` from every file of `paths` (each written by `write_partitioned`, empty
+    ones included), without the partition column."""
     if not paths:
         raise ValueError("read_partition needs at least one file")
-    stop = partition + 1 if stop is None else stop
     pieces = []
     schema = None
     for path in paths:
         table = read_mapped(path)
         keys = column_array(table, PARTITION).to_numpy()
-        start, end = np.searchsorted(keys, [partition, stop])
+        start, end = np.searchsorted(keys, [partition, partition + 1])
         piece = table.slice(int(start), int(end - start)).drop_columns([PARTITION])
-        piece = piece.select(list(columns)) if columns is not None else piece
         schema = schema or piece.schema
         if piece.num_rows:
             pieces.append(piece)
@@ -96,3 +93,8 @@ def hash_partition(values: np.ndarray, parts: int) -> np.ndarray:
 def local_mapper(function, items, *args) -> list:  # noqa: ANN001 - same signature as flows.engine.map_on_cluster
     """The in-process `mapper` of the multi-pass algorithms: `[function(item, *a) for ...]`."""
     return list(map(function, items, *args))
+
+
+def shared_args(count: int, *values: object) -> list[list]:
+    """Argument lists for a `mapper` call whose `count` tasks all take the same `values`."""
+    return [[value] * count for value in values]

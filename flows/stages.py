@@ -4,12 +4,12 @@ flow wraps these calls in tasks, `ccforge stage` calls them directly)."""
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
 from distributed import Client
 
+from classifiers.fingerprint import model_fingerprint
 from curation.io.pieces import split_inputs
 from curation.io.readers import expand_inputs
 from curation.stage import Stage, StageStats
@@ -47,14 +47,6 @@ def stage_factory(name: str, config: CurateConfig) -> Callable[[], Stage]:
     raise ValueError(f"{name} is not a per-partition stage")
 
 
-def _file_digest(path: str | None) -> str | None:
-    """A tokenizer's contents, for the stage key: a new file at the same path reruns the stage."""
-    if path is None:
-        return None
-    file = Path(path) / "tokenizer.json" if Path(path).is_dir() else Path(path)
-    return hashlib.sha256(file.read_bytes()).hexdigest()[:16] if file.is_file() else None
-
-
 def resolve_inputs(config: CurateConfig) -> list[tuple[str, str]]:
     """(file, source) pairs in a fixed order; source defaults to the directory name."""
     pairs: list[tuple[str, str]] = []
@@ -83,7 +75,8 @@ def run_stage(client: Client, name: str, config: CurateConfig, inputs: list[tupl
                                   batch_rows=config.batch_rows, progress=progress)
     material = {"stage": stage_config(name, config), "keep_rejects": config.keep_rejects, "strict": config.strict}
     if name == "substring-dedup":
-        material["tokenizer_digest"] = _file_digest(config.substring_dedup.tokenizer)
+        tokenizer = config.substring_dedup.tokenizer  # its contents: a new file at the same path reruns the stage
+        material["tokenizer_digest"] = model_fingerprint(tokenizer) if tokenizer else None
     key = stage_key(name, material, input_fingerprint)
     run = StageRun(name=name, inputs=inputs, output_dir=output_dir, stage_key=key,
                    config_key=stage_key(name, material, ""), keep_rejects=config.keep_rejects,

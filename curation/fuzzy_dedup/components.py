@@ -63,7 +63,9 @@ import pyarrow.parquet as pq
 from curation.fuzzy_dedup.lsh import DOC, DOC_A, DOC_B, doc_shard
 from curation.fuzzy_dedup.sorting import unique_pairs
 from curation.io.writers import write_json_atomic
-from curation.partitioned import column_array, hash_partition, local_mapper, read_mapped, read_partition, write_partitioned
+from curation.partitioned import (
+    column_array, hash_partition, local_mapper, read_mapped, read_partition, shared_args, write_partitioned,
+)
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +127,7 @@ def connected_components(edge_paths: list[str], work_dir: str | Path, *, parts: 
 def _run_prepare(mapper: Callable[..., list], edge_paths: list[str], work_dir: Path, parts: int,
                  out_partition: Callable[[np.ndarray], np.ndarray], out_parts: int | None) -> list[Counts]:
     out_paths = _round_paths(_round_dir(work_dir, 0), len(edge_paths))
-    return mapper(_prepare_task, edge_paths, out_paths, *_repeat(len(edge_paths), parts, out_partition, out_parts))
+    return mapper(_prepare_task, edge_paths, out_paths, *shared_args(len(edge_paths), parts, out_partition, out_parts))
 
 
 def _run_rounds(mapper: Callable[..., list], work_dir: Path, inputs: int, parts: int) -> tuple[int, list[Counts], int]:
@@ -134,7 +136,7 @@ def _run_rounds(mapper: Callable[..., list], work_dir: Path, inputs: int, parts:
     for round_ in itertools.count(1):
         task = _large_star_task if round_ % 2 else _small_star_task
         in_dir, out_dir = str(_round_dir(work_dir, round_ - 1)), str(_round_dir(work_dir, round_))
-        counts = mapper(task, list(range(parts)), *_repeat(parts, in_dir, in_count, out_dir, parts))
+        counts = mapper(task, list(range(parts)), *shared_args(parts, in_dir, in_count, out_dir, parts))
         edges = sum(c["edges"] for c in counts)
         edges_distinct = edges if round_ == 1 else edges_distinct
         log.info("components round %d (%s): %d edges in", round_, task.__name__.strip("_"), edges)
@@ -146,7 +148,7 @@ def _run_rounds(mapper: Callable[..., list], work_dir: Path, inputs: int, parts:
 def _run_stars(mapper: Callable[..., list], last_round: Path, stars_dir: Path, parts: int,
                out_partition: Callable[[np.ndarray], np.ndarray]) -> int:
     """The converged (leaf, centre) rows of the last round -> star files; the number of leaves."""
-    return sum(mapper(_stars_task, list(range(parts)), *_repeat(parts, str(last_round), parts, str(stars_dir), out_partition)))
+    return sum(mapper(_stars_task, list(range(parts)), *shared_args(parts, str(last_round), parts, str(stars_dir), out_partition)))
 
 
 def _check_same_run(work_dir: Path, edge_paths: list[str], parts: int) -> None:
@@ -155,11 +157,6 @@ def _check_same_run(work_dir: Path, edge_paths: list[str], parts: int) -> None:
     if path.exists() and json.loads(path.read_text()) != params:
         raise ValueError(f"{work_dir} holds a run with other inputs or parts ({path}): use a fresh work_dir")
     write_json_atomic(params, path)
-
-
-def _repeat(count: int, *values: object) -> list[list]:
-    """Per-item argument lists of values shared by every task (the `mapper` maps over all of them)."""
-    return [[value] * count for value in values]
 
 
 def _round_dir(work_dir: Path, round_: int) -> Path:

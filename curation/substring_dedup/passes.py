@@ -44,7 +44,7 @@ from curation.fuzzy_dedup.lsh import doc_index, doc_row, doc_shard, key_range
 from curation.io.readers import readable_batches
 from curation.io.writers import write_arrow_atomic, write_table_atomic
 from curation.partitioned import (
-    column_array, local_mapper, range_partition, read_mapped, read_partition, write_partitioned,
+    column_array, local_mapper, range_partition, shared_args, read_mapped, read_partition, write_partitioned,
 )
 from curation.schema import ID, TEXT
 from curation.substring_dedup.config import SubstringDedupConfig
@@ -79,27 +79,22 @@ def substring_spans(inputs: list[str], work_dir: str | Path, config: SubstringDe
     parts = config.partitions or max(1, shards)
     shard_ids = list(range(shards))
     window_paths = [str(work / "_windows" / f"part-{s:05d}.arrow") for s in shard_ids]
-    windows = mapper(_hash_windows, inputs, shard_ids, window_paths, *_same(shards, config, batch_rows, strict,
+    windows = mapper(_hash_windows, inputs, shard_ids, window_paths, *shared_args(shards, config, batch_rows, strict,
                                                                           hash_bits))
     progress(f"substring-dedup: {sum(windows)} distinct windows of {config.window} units in {shards} shards")
     candidate_paths = [str(work / "_candidates" / f"part-{p:05d}.arrow") for p in range(parts)]
-    candidates = mapper(_candidate_hashes, list(range(parts)), candidate_paths, *_same(parts, window_paths, parts))
+    candidates = mapper(_candidate_hashes, list(range(parts)), candidate_paths, *shared_args(parts, window_paths, parts))
     progress(f"substring-dedup: {sum(candidates)} (hash, shard) pairs seen twice or more")
     content_paths = [str(work / "_contents" / f"part-{s:05d}.arrow") for s in shard_ids]
     contents = mapper(_window_contents, inputs, shard_ids, content_paths,
-                      *_same(shards, candidate_paths, config, parts, batch_rows, strict, hash_bits))
+                      *shared_args(shards, candidate_paths, config, parts, batch_rows, strict, hash_bits))
     progress(f"substring-dedup: {sum(contents)} windows share a hash with another")
     confirmed_paths = [str(work / "_confirmed" / f"part-{p:05d}.arrow") for p in range(parts)]
     confirmed = mapper(_confirmed_windows, list(range(parts)), confirmed_paths,
-                       *_same(parts, content_paths, config.keep_first))
+                       *shared_args(parts, content_paths, config.keep_first))
     progress(f"substring-dedup: {sum(confirmed)} windows repeat exactly")
-    return mapper(_shard_spans, inputs, shard_ids, *_same(shards, confirmed_paths, str(work), config, batch_rows,
+    return mapper(_shard_spans, inputs, shard_ids, *shared_args(shards, confirmed_paths, str(work), config, batch_rows,
                                                          strict))
-
-
-def _same(count: int, *values: object) -> list[list]:
-    """Each value repeated for every item of a `mapper` call."""
-    return [[value] * count for value in values]
 
 
 def _shard_units(path: str, config: SubstringDedupConfig, batch_rows: int, strict: bool,
