@@ -20,7 +20,7 @@ from curation.extract import Extractor
 from curation.heuristics import HeuristicFilter
 from curation.io.readers import PAYLOAD, expand_inputs, read_batches
 from curation.langid import LanguageId
-from curation.sample_corpus import build_sample_corpus
+from flows.demo.sample_crawl import build_sample_corpus
 from curation.stage import RowDropFilter, text_bytes
 
 
@@ -55,7 +55,7 @@ def bench_single_core(crawl_files: list[str]) -> list[str]:
 
 
 def bench_flow(crawl_dir: Path, workdir: Path) -> list[str]:
-    from flows.config import load_curate_config
+    from flows.config.curate import load_curate_config
     from flows.curate import curate
 
     shutil.rmtree(workdir, ignore_errors=True)

@@ -3,7 +3,7 @@
 All three run on the same real documents (local documentation and man pages) with injected
 near-duplicates (2-40 % of words changed, paragraphs reordered, boilerplate added), each in
 its own process tree so that peak RSS covers everything it starts. Precision and recall are
-measured against the exact Jaccard of every pair (`curation.fuzzy_dedup.evaluation`).
+measured against the exact Jaccard of every pair (`flows.demo.dedup_eval`).
 
     python benchmarks/dedup_bench.py                 # 28k documents, about 15 minutes on 2 cores
     python benchmarks/dedup_bench.py --originals 2000 --fraction 0.1   # a quick look
@@ -29,7 +29,7 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.fuzzy_dedup.evaluation import (
+from flows.demo.dedup_eval import (
     InjectedCorpus, SimilarPairs, inject_near_duplicates, real_documents, score, true_similar_pairs,
 )
 

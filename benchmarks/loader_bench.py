@@ -18,11 +18,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.sample_corpus.pages import visible_lines
-from curation.sample_corpus.sources import handbook_docs, postgresql_docs
+from flows.demo.sample_crawl.pages import visible_lines
+from flows.demo.sample_crawl.sources import handbook_docs, postgresql_docs
 from curation.tokens import TokenizeConfig, TokenizeStage, train_tokenizer
-from flows.engine import dask_client
-from flows.tokens import resolve_token_inputs, run_tokenize
+from flows.engine.cluster import dask_client
+from flows.engine.tokenize import resolve_token_inputs, run_tokenize
 from training.data import ConsumerStream, MixtureDataset, MixtureLoader, load_mixture, plan_mixture
 
 QUALITY = ("high", "medium", "low")

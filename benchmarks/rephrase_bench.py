@@ -28,14 +28,14 @@ from pathlib import Path
 
 import torch
 
-from curation.sample_corpus.pages import visible_lines
-from curation.sample_corpus.sources import handbook_docs
+from flows.demo.sample_crawl.pages import visible_lines
+from flows.demo.sample_crawl.sources import handbook_docs
 from curation.synthetic.backends.base import GenerationRequest, PromptStyle
 from curation.synthetic.backends.http import HttpBackend
 from curation.synthetic.backends.local import LocalBackend
 from curation.synthetic.chunking import HFTokenCounter, chunk_documents
 from curation.synthetic.config import PLAIN_TEMPLATE, HttpBackendConfig, LocalBackendConfig
-from curation.synthetic.demo_model import build_demo_model
+from flows.demo.demo_model import build_demo_model
 from curation.synthetic.sampling import chunk_seed
 from curation.synthetic.tasks import TASKS, load_prompt
 
@@ -91,7 +91,7 @@ def stub_server_process(latency: float) -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "curation.synthetic.backends.stub_server", "--port", str(port),
+    server = subprocess.Popen([sys.executable, "-m", "flows.demo.stub_server", "--port", str(port),
                                "--latency", str(latency)], stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30

@@ -1,6 +1,6 @@
 """A JSONL corpus of any size made from the real documents on this machine, with known duplicate rates.
 
-Base texts: 6,000 real documents (`curation.fuzzy_dedup.evaluation.real_documents`: all 1,169
+Base texts: 6,000 real documents (`flows.demo.dedup_eval.real_documents`: all 1,169
 PostgreSQL and about 490 Python pages, about 2,170 Debian handbook pages in the first 20 of its
 26 languages, about 2,170 man pages) plus the licence texts of /usr/share/common-licenses.
 Every document is a pure function of (seed, its index, the plan):
@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from curation.fuzzy_dedup.evaluation import real_documents
-from curation.sample_corpus.sources import COMMON_LICENSES_ROOT
+from flows.demo.dedup_eval import real_documents
+from flows.demo.sample_crawl.sources import COMMON_LICENSES_ROOT
 
 #: Bump when the generator changes: cached corpora of another version are rebuilt.
 CORPUS_VERSION = 2

@@ -1,6 +1,6 @@
 """Substring dedup throughput: the whole stage (five passes and the cut) on real documents.
 
-Real documents (local documentation and man pages, `curation.fuzzy_dedup.evaluation`), a share
+Real documents (local documentation and man pages, `flows.demo.dedup_eval`), a share
 of them given a copied passage of another, written as Parquet shards, then the stage on a Dask
 LocalCluster, once with byte windows and once with token windows of a byte-level BPE trained
 on the corpus. Prints docs/s, MB/s, time per pass and what was cut.
@@ -21,11 +21,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.fuzzy_dedup.evaluation import real_documents
+from flows.demo.dedup_eval import real_documents
 from curation.stage import text_bytes
 from curation.substring_dedup import SubstringDedupConfig
-from flows.engine import StageRun, dask_client
-from flows.substring_dedup import run_substring_dedup
+from flows.engine.cluster import dask_client
+from flows.engine.stage_dir import StageRun
+from flows.engine.substring_dedup import run_substring_dedup
 
 
 def build_inputs(work: Path, docs: int, shards: int) -> tuple[Path, int]:

@@ -1,6 +1,6 @@
 """Exact deduplication on a hash of the normalised text, global across shards.
 
-Four passes joined by files under the stage directory (`flows.exact_dedup` maps them on Dask):
+Four passes joined by files under the stage directory (`flows.engine.exact_dedup` maps them on Dask):
 
     _hashes/part-00003.arrow      pass 1, per shard: (hash, shard, row, id) of shard 3, partitioned
                                   by hash range (curation.partitioned)

@@ -90,7 +90,7 @@ def hash_partition(values: np.ndarray, parts: int) -> np.ndarray:
     return range_partition(mix64(values), parts)
 
 
-def local_mapper(function, items, *args) -> list:  # noqa: ANN001 - same signature as flows.engine.map_on_cluster
+def local_mapper(function, items, *args) -> list:  # noqa: ANN001 - same signature as flows.engine.cluster.map_on_cluster
     """The in-process `mapper` of the multi-pass algorithms: `[function(item, *a) for ...]`."""
     return list(map(function, items, *args))
 

@@ -18,9 +18,9 @@ from prefect.cache_policies import NO_CACHE
 
 from curation.io.readers import iter_texts
 from curation.tokens import TokenizeConfig, TokenStats, train_tokenizer
-from flows.engine import dask_client
+from flows.engine.cluster import dask_client
 from flows.retry import RETRY_DELAY_SECONDS, STAGE_RETRIES, retry_if_transient
-from flows.tokens import resolve_token_inputs, run_tokenize
+from flows.engine.tokenize import resolve_token_inputs, run_tokenize
 
 #: Components by quality level, and their share before renormalising over those present.
 #: Nemotron-CC (section 4) upweights high quality and synthetic data; null levels (documents

@@ -21,12 +21,13 @@ from prefect.cache_policies import NO_CACHE
 
 from curation.io.writers import write_json_atomic
 from curation.stage import StageStats
-from flows.config import CurateConfig
+from flows.config.curate import CurateConfig
 from flows.errors import WorkdirBusy
-from flows.engine import SUCCESS, dask_client, fingerprint_files, output_shards
+from flows.engine.cluster import dask_client
+from flows.engine.stage_dir import SUCCESS, fingerprint_files, output_shards
 from flows.retry import RETRY_DELAY_SECONDS, STAGE_RETRIES, retry_if_transient
-from flows.report import funnel_markdown, languages_markdown, write_curation_report
-from flows.stages import resolve_inputs, run_stage
+from flows.report.funnel import funnel_markdown, languages_markdown, write_curation_report
+from flows.engine.stages import resolve_inputs, run_stage
 
 #: One JSON line per curate run: its flow run id, start, duration, and per stage the shards written.
 RUNS_LOG = "runs.jsonl"
@@ -36,7 +37,7 @@ RUNS_LOG = "runs.jsonl"
       retry_condition_fn=retry_if_transient)
 def stage_task(client: Client, name: str, config: CurateConfig, inputs: list[tuple[str, str]],
                input_fingerprint: str, output_dir: Path) -> StageStats:
-    # Resumption is by stage and shard keys (see flows.engine), so Prefect's own caching stays off.
+    # Resumption is by stage and shard keys (see flows.engine.stage_dir), so Prefect's own caching stays off.
     return run_stage(client, name, config, inputs, input_fingerprint, output_dir)[0]
 
 

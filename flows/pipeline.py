@@ -23,10 +23,10 @@ from prefect import flow
 
 from curation.stage import StageStats
 from flows.build_mixture import MixtureBuild, build_mixture
-from flows.config import CurateConfig
+from flows.config.curate import CurateConfig
 from flows.curate import curate
 from flows.pretrain import PretrainResult, pretrain
-from flows.report_render import publish_report_artifact, write_run_report
+from flows.report.render import publish_report_artifact, write_run_report
 from training.trainer.config import TrainConfig
 
 

@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.errors import TrainingFailed
 from flows.retry import RETRY_DELAY_SECONDS, retry_if_killed
-from flows.run_report import read_metrics
+from flows.report.summary import read_metrics
 from training.trainer.config import load_train_config
 from training.trainer.launch import LaunchSpec, run_torchrun, torchrun_command
 

@@ -2,7 +2,7 @@
 by this process on a cron or interval schedule.
 
 Each run re-reads the config file (edits apply from the next run) and lists the inputs again: new
-crawl files are curated, finished shards are reused (see flows.engine), and WORKDIR/runs.jsonl
+crawl files are curated, finished shards are reused (see flows.engine.stage_dir), and WORKDIR/runs.jsonl
 records what each run wrote. The runner starts one flow run at a time, so a run that outlasts the
 interval delays the next rather than racing it over the same workdir.
 """
@@ -15,11 +15,11 @@ from pathlib import Path
 from prefect import flow
 from prefect.deployments.runner import EntrypointType
 
-from flows.config import load_curate_config
+from flows.config.curate import load_curate_config
 from flows.curate import curate
 from flows.pipeline import pipeline
-from flows.pipeline_config import load_pipeline_config
-from flows.prefect_server import prefect_api
+from flows.config.pipeline import load_pipeline_config
+from flows.server import prefect_api
 
 SCHEDULED_FLOWS = ("curate", "pipeline")
 

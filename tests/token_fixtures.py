@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
-from curation.sample_corpus.pages import visible_lines
+from flows.demo.sample_crawl.pages import visible_lines
 
 HANDBOOK_EN = "/usr/share/doc/debian-handbook/html/en-US"
 POSTGRES = "/usr/share/doc/postgresql-doc-15/html"

@@ -1,6 +1,6 @@
 """Fuzzy deduplication: MinHash signatures, LSH buckets, exact-Jaccard verification, components.
 
-Passes joined by files (`passes`; the flow maps them on Dask, see `flows.fuzzy_dedup`):
+Passes joined by files (`passes`; the flow maps them on Dask, see `flows.engine.fuzzy_dedup`):
 1. per shard: shingle sets, signatures and band keys (`shingles`, `minhash`, `lsh.band_table`);
 2. per range of band keys, from every shard: star-and-chain candidate edges per bucket (`lsh`);
 3. per shard of the pairs' first document: exact Jaccard (`jaccard`), kept at >= threshold;

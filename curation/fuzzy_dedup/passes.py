@@ -1,6 +1,6 @@
 """The passes of fuzzy dedup over files: each a plain function over one shard or one partition.
 
-`flows.fuzzy_dedup` maps them on Dask; tests call them directly. Working files under the stage
+`flows.engine.fuzzy_dedup` maps them on Dask; tests call them directly. Working files under the stage
 directory (`work`) make every pass resumable and inspectable:
 
     _minhash/bands-00003.arrow     pass 1, per shard: (band_key, doc) rows of shard 3, sorted by key

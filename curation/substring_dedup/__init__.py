@@ -4,7 +4,7 @@ A window of k units (tokens of a named tokenizer, or UTF-8 bytes) is repeated wh
 units occur at least twice in the corpus (across or within documents, overlapping occurrences
 included); every unit such a window covers is cut, in all copies (Lee et al.'s tool) or in all
 but the first (`keep_first`). This is exactly "remove every substring of >= k units that
-occurs twice or more". Passes (the flow runs them on Dask, see `flows.substring_dedup`):
+occurs twice or more". Passes (the flow runs them on Dask, see `flows.engine.substring_dedup`):
 
 1. per shard: rolling hash of every window (`units`), partitioned by hash range;
 2. per hash range: windows whose hash occurs twice are candidates;

@@ -2,7 +2,7 @@
 
 `plan_shard` -> `generate_shard` -> `finish_shard` (see `curation.synthetic.stage`) over any
 `Backend`: a local transformers model (`backends.local`) or an OpenAI-compatible server
-(`backends.http`). `flows.rephrase` runs the passes as the `rephrase` stage.
+(`backends.http`). `flows.engine.rephrase` runs the passes as the `rephrase` stage.
 """
 
 from curation.synthetic.config import (

@@ -13,8 +13,9 @@ import pytest
 from classifiers.ensemble import assign_buckets, quality_levels
 from classifiers.stage import ClassifierSpec, ClassifyConfig, ClassifyStage
 from classifiers.thresholds import load_thresholds
-from flows.classify import run_classify_stage
-from flows.engine import StageFailed, dask_client, fingerprint_files
+from flows.engine.classify import run_classify_stage
+from flows.engine.cluster import dask_client
+from flows.engine.stage_dir import StageFailed, fingerprint_files
 
 
 @pytest.fixture(scope="module")

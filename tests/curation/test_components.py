@@ -20,7 +20,7 @@ from curation.fuzzy_dedup.sorting import dense_ranks, unique_pairs
 from curation.io.writers import write_arrow_atomic
 from curation.partitioned import read_mapped, read_partition
 from dask_processes import dask_cluster_processes
-from flows.engine import map_on_cluster
+from flows.engine.cluster import map_on_cluster
 
 
 def reference(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:

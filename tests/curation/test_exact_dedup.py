@@ -9,8 +9,9 @@ from curation.exact_dedup import (
     normalized_texts, shard_duplicates,
 )
 from curation.stage import RowDropFilter
-from flows.engine import StageRun, dask_client
-from flows.exact_dedup import run_exact_dedup
+from flows.engine.cluster import dask_client
+from flows.engine.stage_dir import StageRun
+from flows.engine.exact_dedup import run_exact_dedup
 
 
 def _shard(texts, shard):

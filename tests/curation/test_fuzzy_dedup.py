@@ -13,7 +13,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from curation.fuzzy_dedup import FuzzyDedupConfig
-from curation.fuzzy_dedup.evaluation import (
+from flows.demo.dedup_eval import (
     inject_near_duplicates, python_shingles, real_documents, score, true_similar_pairs,
 )
 from curation.fuzzy_dedup.jaccard import pair_jaccard
@@ -21,8 +21,9 @@ from curation.fuzzy_dedup.lsh import bucket_edges, key_range
 from curation.fuzzy_dedup.shingles import ShingleSets, shingle_sets
 from dask_processes import dask_cluster_processes
 from flows.cli import main
-from flows.engine import StageRun, dask_client
-from flows.fuzzy_dedup import run_fuzzy_dedup
+from flows.engine.cluster import dask_client
+from flows.engine.stage_dir import StageRun
+from flows.engine.fuzzy_dedup import run_fuzzy_dedup
 
 
 def test_buckets_give_star_and_chain_edges_not_all_pairs():

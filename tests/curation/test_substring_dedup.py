@@ -18,14 +18,15 @@ from tokenizers import decoders, models, pre_tokenizers, processors, trainers
 
 from curation.partitioned import read_mapped
 from dask_processes import dask_cluster_processes
-from curation.sample_corpus.pages import visible_lines
+from flows.demo.sample_crawl.pages import visible_lines
 from curation.stage import StageStats
 from curation.substring_dedup import SubstringDedupConfig
 from curation.substring_dedup.cut import SpanCutter
 from curation.substring_dedup.passes import spans_path, substring_spans
 from flows.cli import main
-from flows.engine import StageRun, dask_client
-from flows.substring_dedup import run_substring_dedup
+from flows.engine.cluster import dask_client
+from flows.engine.stage_dir import StageRun
+from flows.engine.substring_dedup import run_substring_dedup
 
 K_BYTES = 48
 K_TOKENS = 12

@@ -43,7 +43,7 @@ def small_crawl(tmp_path: Path, handbook_pages) -> Path:
 def sample_crawl(tmp_path_factory) -> Path:
     """The sample crawl of `ccforge sample-corpus`: 400 pages in 8 WARC files, so that every curate
     stage on one worker takes a few seconds (time to kill a run inside one)."""
-    from curation.sample_corpus import build_sample_corpus
+    from flows.demo.sample_crawl import build_sample_corpus
 
     crawl = tmp_path_factory.mktemp("sample") / "crawl"
     build_sample_corpus(crawl, max_records=400, num_files=8, seed=0, install_missing=False)

@@ -6,7 +6,7 @@ import pytest
 from distributed import LocalCluster
 
 from flows.cli import main
-from flows.config import CURATION_STAGES, load_curate_config
+from flows.config.curate import CURATION_STAGES, load_curate_config
 from flows.curate import curate
 
 
@@ -59,7 +59,7 @@ def test_curate_flow_accounts_for_every_document(small_crawl, tmp_path, prefect_
 
 
 def test_strict_mode_stops_at_the_bad_file(small_crawl, tmp_path, prefect_api):
-    from flows.engine import StageFailed
+    from flows.engine.stage_dir import StageFailed
 
     with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
         config = load_curate_config(None, inputs=[{"path": str(small_crawl)}], workdir=str(tmp_path / "w"),

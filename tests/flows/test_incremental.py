@@ -11,7 +11,7 @@ import pytest
 from distributed import LocalCluster
 from prefect.artifacts import Artifact
 
-from flows.config import load_curate_config
+from flows.config.curate import load_curate_config
 from flows.curate import RUNS_LOG, curate
 from warc_fixtures import html_record, write_warc
 

@@ -6,8 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 from distributed import LocalCluster
 
-from curation.synthetic.backends.stub_server import StubServer
-from flows.config import ConfigError, load_curate_config
+from flows.demo.stub_server import StubServer
+from flows.config.curate import ConfigError, load_curate_config
 from flows.curate import curate
 
 

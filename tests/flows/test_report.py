@@ -26,13 +26,13 @@ from warc_fixtures import html_record, write_warc
 
 from classifiers.fasttext_classifier import FastTextTrainConfig, train_fasttext
 from classifiers.stage import ClassifierSpec, ClassifyConfig
-from curation.fuzzy_dedup.evaluation import inject_near_duplicates
-from curation.synthetic.backends.stub_server import StubServer
+from flows.demo.dedup_eval import inject_near_duplicates
+from flows.demo.stub_server import StubServer
 from flows.build_mixture import build_mixture
 from flows.cli import main
-from flows.config import load_curate_config
+from flows.config.curate import load_curate_config
 from flows.curate import curate
-from flows.run_report import read_run
+from flows.report.summary import read_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -21,8 +21,8 @@ from distributed import KilledWorker
 
 from flows.cli import main
 from flows.curate import WorkdirBusy, workdir_lock
-from flows.engine import StageFailed
-from flows.pipeline_config import load_pipeline_config
+from flows.engine.stage_dir import StageFailed
+from flows.config.pipeline import load_pipeline_config
 from flows.pretrain import TrainingFailed
 from flows.retry import is_transient
 from warc_fixtures import html_record, write_warc

@@ -12,7 +12,7 @@ import torch
 from classifiers.ensemble import quality_levels
 from curation.extract import Extractor
 from curation.io.readers import RAW_WARC_SCHEMA
-from curation.synthetic.demo_model import build_demo_model
+from flows.demo.demo_model import build_demo_model
 
 #: A minimal chat template (system/user/assistant turns), to test the chat-template path.
 CHAT_TEMPLATE = (

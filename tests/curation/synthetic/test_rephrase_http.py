@@ -7,7 +7,7 @@ import pytest
 
 from curation.synthetic.backends.base import GenerationRequest, PromptStyle
 from curation.synthetic.backends.http import HttpBackend, retry_after_seconds
-from curation.synthetic.backends.stub_server import StubServer
+from flows.demo.stub_server import StubServer
 from curation.synthetic.config import PLAIN_TEMPLATE, HttpBackendConfig
 from curation.synthetic.tasks import load_prompt
 

@@ -14,14 +14,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curation.synthetic.backends.stub_server import StubServer
+from flows.demo.stub_server import StubServer
 from curation.synthetic.chunking import ApproxTokenCounter
 from curation.synthetic.config import HttpBackendConfig, PostprocessConfig, RephraseConfig
 from curation.synthetic.stage import plan_batch, plan_metadata, plan_shard, unit_id
 from curation.synthetic.tasks import TASK_NAMES
 from flows.cli import main
-from flows.engine import fingerprint_files
-from flows.rephrase import run_rephrase_stage
+from flows.engine.stage_dir import fingerprint_files
+from flows.engine.rephrase import run_rephrase_stage
 
 HQ_TASKS = TASK_NAMES[1:]
 
@@ -149,14 +149,14 @@ def test_a_run_killed_mid_way_resumes_with_every_chunk_exactly_once(tmp_path, sh
 
 
 def test_the_example_config_is_the_defaults_with_a_server():
-    from flows.cli_rephrase import load_rephrase_config
+    from flows.cli.rephrase import load_rephrase_config
 
     example = load_rephrase_config("examples/rephrase.yaml")
     assert example == RephraseConfig(backend="http", http=example.http)
     assert example.http.endpoint == "http://localhost:8000/v1" and example.http == HttpBackendConfig(
         endpoint=example.http.endpoint, model=example.http.model)
     # Command-line options go to the section of the backend the file chose.
-    from flows.cli import build_parser
+    from flows.cli.main import build_parser
 
     args = build_parser().parse_args(["rephrase", "--input", "x", "--output", "y", "--config", "examples/rephrase.yaml",
                                       "--model", "served-name", "--concurrency", "4", "--high-quality-buckets", "18-19"])

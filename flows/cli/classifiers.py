@@ -1,0 +1,150 @@
+"""`ccforge classifiers build-training-set | train | eval | score`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from flows.errors import UserError
+
+TRAIN_EXAMPLE = "examples/classifiers.yaml"
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], None]]:
+    group = subparsers.add_parser("classifiers", help="quality classifiers: training set, train, eval, score")
+    commands = group.add_subparsers(dest="classifiers_command", required=True, metavar="SUBCOMMAND")
+
+    build = commands.add_parser("build-training-set", help="labelled documents from named local sources")
+    build.add_argument("config", nargs="?", help=f"YAML with a training_set section (see {TRAIN_EXAMPLE})")
+    build.add_argument("--output", required=True, help="training set file (.parquet or .jsonl)")
+    build.add_argument("--max-docs-per-source", type=int, help="documents sampled from each source")
+
+    train = commands.add_parser("train", help="train the configured classifiers and evaluate them on held-out data")
+    train.add_argument("config", help=f"YAML training config (see {TRAIN_EXAMPLE})")
+    train.add_argument("--output-dir", help="where models, ensemble.json and eval.json go (overrides output_dir)")
+
+    evaluate = commands.add_parser("eval", help="held-out precision/recall/F1/ROC-AUC and correlations")
+    evaluate.add_argument("--model", nargs="+", required=True, metavar="[NAME=]PATH",
+                          help="fastText .bin, classifier directory, or a `train` output directory (all its models)")
+    evaluate.add_argument("--data", required=True, help="labelled set (.parquet/.jsonl: text, label[, split])")
+    evaluate.add_argument("--split", default="test", choices=["test", "train", "all"])
+
+    score = commands.add_parser("score", help="score JSONL/Parquet documents: scores, buckets, quality levels")
+    score.add_argument("--model", nargs="+", required=True, metavar="[NAME=]PATH")
+    score.add_argument("--input", nargs="+", required=True, help="JSONL/Parquet files, directories or globs with id, text")
+    score.add_argument("--output", required=True, help="directory for shards, thresholds.json, quality.json, PNGs")
+    score.add_argument("--thresholds", help="reuse the cuts of an earlier run's thresholds.json")
+    score.add_argument("--batch-rows", type=int, default=1000)
+    score.add_argument("--scheduler", help="address of an existing Dask scheduler (default: a LocalCluster)")
+    score.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes")
+    return {"classifiers": cmd_classifiers}
+
+
+def cmd_classifiers(args: argparse.Namespace) -> None:
+    {"build-training-set": cmd_build_training_set, "train": cmd_train, "eval": cmd_eval,
+     "score": cmd_score}[args.classifiers_command](args)
+
+
+def load_train_config(path: str | None, **overrides: object):
+    """The training YAML validated into `classifiers.train.TrainConfig`; errors name file and field."""
+    from classifiers.train import TrainConfig
+    from flows.config.curate import config_error, read_config_mapping
+
+    data = read_config_mapping(path, overrides)
+
+    class TrainFile(BaseModel):  # pydantic applies extra="forbid" to the nested dataclasses too
+        model_config = ConfigDict(extra="forbid")
+        config: TrainConfig
+
+    try:
+        return TrainFile.model_validate({"config": data}).config
+    except ValidationError as err:
+        raise config_error(path, err, skip_loc=1) from err
+
+
+def cmd_build_training_set(args: argparse.Namespace) -> None:
+    import collections
+    import dataclasses
+
+    from classifiers.training_set import build_training_set, write_training_set
+
+    config = load_train_config(args.config).training_set
+    if args.max_docs_per_source is not None:
+        config = dataclasses.replace(config, max_docs_per_source=args.max_docs_per_source)
+    table = build_training_set(config)
+    write_training_set(table, args.output)
+    counts = collections.Counter(zip(table["source"].to_pylist(), table["label"].to_pylist(), table["split"].to_pylist()))
+    for (source, label, split), n in sorted(counts.items()):
+        print(f"  {source:<20} {label}  {split:<5} {n:>6}")
+    print(f"{table.num_rows} documents -> {args.output}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from classifiers.train import train
+
+    config = load_train_config(args.config, output_dir=args.output_dir)
+    train(config)
+    print(f"models and ensemble.json: {config.output_dir}")
+
+
+def parse_models(items: list[str]) -> list:
+    """`NAME=PATH` or `PATH`; a directory with ensemble.json stands for all its classifiers."""
+    from classifiers.stage import ClassifierSpec
+    from classifiers.train import ENSEMBLE_FILE, load_ensemble
+
+    specs = []
+    for item in items:
+        name, _, path = item.rpartition("=") if "=" in item else ("", "", item)
+        if not Path(path).exists():
+            raise UserError(f"{path}: no such model file or directory")
+        if (Path(path) / ENSEMBLE_FILE).is_file() and not name:
+            specs.extend(load_ensemble(path))
+            continue
+        specs.append(ClassifierSpec(name=name or _name_from_path(path), path=path))
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise UserError(f"two models share a name ({names}); name them with NAME=PATH")
+    return specs
+
+
+def _name_from_path(path: str) -> str:
+    name = re.sub(r"[^a-z0-9_]+", "_", Path(path).name.removesuffix(".bin").lower()).strip("_")
+    return name if re.match(r"^[a-z]", name) else f"clf_{name}"
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from classifiers.train import evaluate, format_eval
+    from classifiers.training_set import read_labelled, split
+
+    table = read_labelled(args.data)
+    if args.split != "all":
+        table = split(table, args.split)
+    if table.num_rows == 0:
+        raise UserError(f"{args.data}: no rows in split {args.split!r} (try --split all)")
+    print(format_eval(evaluate(parse_models(args.model), table)))
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    from classifiers.stage import ClassifyConfig
+    from curation.io.readers import expand_inputs
+    from flows.engine.classify import QUALITY_FILE, run_classify_stage
+    from flows.engine.cluster import dask_client
+    from flows.engine.stage_dir import fingerprint_files
+
+    config = ClassifyConfig(classifiers=tuple(parse_models(args.model)), thresholds=args.thresholds)
+    files = expand_inputs(args.input)
+    inputs = [(path, Path(path.split("://")[-1]).parent.name or "input") for path in files]
+    with dask_client(args.scheduler, workers=args.workers) as client:
+        stats, _ = run_classify_stage(client, config, inputs, fingerprint_files(files), Path(args.output),
+                                      batch_rows=args.batch_rows)
+    levels = json.loads((Path(args.output) / QUALITY_FILE).read_text())["levels"]
+    total = max(sum(v["bytes"] for v in levels.values()), 1)
+    print("| level | docs | bytes | % bytes |\n|---|---:|---:|---:|")
+    for level, v in levels.items():
+        print(f"| {level} | {v['docs']} | {v['bytes']} | {100 * v['bytes'] / total:.1f} |")
+    print(f"{stats.docs_out} documents scored -> {args.output}")

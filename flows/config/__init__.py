@@ -1,0 +1,1 @@
+"""The YAML configs the commands read, validated in one go: `curate` and `pipeline`."""
