@@ -8,30 +8,37 @@ tokens/s). Without --model a tiny demo model is built (the quick start's); give 
 LM directory to measure that instead (`--device cuda` on a GPU).
 
 HTTP: the OpenAI-compatible stub server answering after --latency seconds (standing in for
-a server's time per request), or a real --endpoint, at several concurrency limits.
+a server's time per request), or a real --endpoint, at several concurrency limits. --peers
+sends the same requests through the clients the backend could have used instead, without
+retries: httpx with one pool for all connections, and the `openai` package (pip install openai)
+with its one pool and with the backend's pools of POOL_SIZE.
 
     .venv/bin/python benchmarks/rephrase_bench.py [--model DIR] [--chunks 32] [--threads 1]
     .venv/bin/python benchmarks/rephrase_bench.py --skip-local --endpoint http://localhost:8000/v1 --served-model NAME
+    .venv/bin/python benchmarks/rephrase_bench.py --skip-local --latency 0 --concurrency 8 64 --peers
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import math
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
+import httpx
 import torch
 
 from flows.demo.sample_crawl.pages import visible_lines
 from flows.demo.sample_crawl.sources import handbook_docs
 from curation.synthetic.backends.base import GenerationRequest, PromptStyle
-from curation.synthetic.backends.http import HttpBackend
+from curation.synthetic.backends.http import POOL_SIZE, HttpBackend
 from curation.synthetic.backends.local import LocalBackend
 from curation.synthetic.chunking import HFTokenCounter, chunk_documents
 from curation.synthetic.config import PLAIN_TEMPLATE, HttpBackendConfig, LocalBackendConfig
@@ -114,7 +121,8 @@ def bench_http(args: argparse.Namespace) -> None:
     requests = wiki_requests(prompt_chunks, 128)
     where = args.endpoint or f"the stub server ({args.latency * 1000:.0f} ms a request, its own process)"
     print(f"\nHTTP backend: {len(requests)} requests to {where}")
-    print("| concurrency | requests/s | mean in flight | max in flight | retries | failed |\n|---:|---:|---:|---:|---:|---:|")
+    print("| concurrency | requests/s | client CPU ms/request | mean in flight | max in flight | retries | failed |\n"
+          "|---:|---:|---:|---:|---:|---:|---:|")
     with contextlib.ExitStack() as stack:
         endpoint = args.endpoint or stack.enter_context(stub_server_process(args.latency))
         for concurrency in args.concurrency:
@@ -122,13 +130,83 @@ def bench_http(args: argparse.Namespace) -> None:
                                        batch_size=64)
             backend = HttpBackend(config, PromptStyle(prefill=False, plain_template=PLAIN_TEMPLATE),
                                   temperature=0.5, top_p=0.9)
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             for _ in backend.generate(requests):
                 pass
-            seconds = time.perf_counter() - started
+            seconds, cpu_ms = time.perf_counter() - started, (time.process_time() - cpu_started) * 1000 / len(requests)
             stats = backend.stats
-            print(f"| {concurrency} | {len(requests) / seconds:,.1f} | {stats.in_flight_seconds / seconds:.1f} "
+            print(f"| {concurrency} | {len(requests) / seconds:,.1f} | {cpu_ms:.2f} | {stats.in_flight_seconds / seconds:.1f} "
                   f"| {stats.max_in_flight} | {sum(stats.retries.values())} | {sum(stats.failed.values())} |")
+        if args.peers:
+            bodies = [backend.request_body(r) for r in requests]
+            print("\nthe same requests through other clients (no retries, no result batching):")
+            print("| client | concurrency | requests/s | client CPU ms/request |\n|---|---:|---:|---:|")
+            for concurrency in args.concurrency:
+                for name, (rate, cpu_ms) in asyncio.run(peer_rates(endpoint, bodies, concurrency)).items():
+                    print(f"| {name} | {concurrency} | {rate:,.1f} | {cpu_ms:.2f} |")
+
+
+async def peer_rates(endpoint: str, bodies: list[tuple[str, dict]],
+                     concurrency: int) -> dict[str, tuple[float, float]]:
+    """Requests/s and client CPU ms a request of each peer client with `concurrency` requests in
+    flight: plain httpx and the openai package, each with one pool of all connections and with the
+    backend's pools of POOL_SIZE. CPU time is this process's: the stub server runs in its own."""
+    try:
+        import httpx2
+        import openai
+    except ImportError:
+        httpx2 = openai = None
+
+    def httpx_client(limits: httpx.Limits) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=endpoint, limits=limits, timeout=300)
+
+    def openai_client(limits: httpx.Limits) -> object:
+        return openai.AsyncOpenAI(base_url=endpoint, api_key="unused", max_retries=0, http_client=httpx2.AsyncClient(
+            limits=httpx2.Limits(max_connections=limits.max_connections,
+                                 max_keepalive_connections=limits.max_keepalive_connections), timeout=300))
+
+    kinds = [("httpx", httpx_client, _httpx_send)] + ([("openai", openai_client, _openai_send)] if openai else [])
+    rates = {}
+    for kind, make, send in kinds:
+        for pools in sorted({1, math.ceil(concurrency / POOL_SIZE)}):
+            per_pool = math.ceil(concurrency / pools)
+            limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
+            async with contextlib.AsyncExitStack() as stack:
+                clients = [await stack.enter_async_context(make(limits)) for _ in range(pools)]
+                name = f"{kind}, one pool" if pools == 1 else f"{kind}, pools of {per_pool}"
+                rates[name] = await _rate(clients, send, bodies, concurrency)
+    return rates if openai else rates | {"openai (not installed)": (math.nan, math.nan)}
+
+
+async def _rate(clients: list, send: Callable[[object, str, dict], Awaitable[str]], bodies: list[tuple[str, dict]],
+                concurrency: int) -> tuple[float, float]:
+    slots: asyncio.Queue = asyncio.Queue()
+    for k in range(concurrency):  # as the backend hands out its slots
+        slots.put_nowait(clients[k % len(clients)])
+
+    async def one(path: str, body: dict) -> None:
+        client = await slots.get()
+        try:
+            assert await send(client, path, body)
+        finally:
+            slots.put_nowait(client)
+
+    started, cpu_started = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(one(path, body) for path, body in bodies))
+    return len(bodies) / (time.perf_counter() - started), (time.process_time() - cpu_started) * 1000 / len(bodies)
+
+
+async def _httpx_send(client: httpx.AsyncClient, path: str, body: dict) -> str:
+    response = await client.post(path, json=body)
+    response.raise_for_status()
+    return response.json()["choices"][0]["message"]["content"]
+
+
+async def _openai_send(client, path: str, body: dict) -> str:
+    typed = ("model", "messages", "temperature", "top_p", "max_tokens", "seed")  # the rest goes as extra_body
+    completion = await client.chat.completions.create(**{key: body[key] for key in typed},
+                                                      extra_body={k: v for k, v in body.items() if k not in typed})
+    return completion.choices[0].message.content
 
 
 def main() -> None:
@@ -146,6 +224,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2, help="stub server seconds per request")
     parser.add_argument("--requests", type=int, default=256)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
+    parser.add_argument("--peers", action="store_true", help="also time httpx with one pool and the openai package")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as work:

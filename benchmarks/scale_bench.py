@@ -33,6 +33,8 @@ import psutil
 
 from scale_corpus import CorpusSpec, build_corpus
 
+from flows.engine.stage_dir import read_stage_stats, stage_finished
+
 STAGES = "exact-dedup,fuzzy-dedup,substring-dedup,heuristics"
 #: The curate config the benchmark writes, per stage; a section is written only when its stage
 #: runs (the config rejects sections it does not know). Substring dedup needs a unit: bytes.
@@ -92,7 +94,7 @@ class TreeSampler(threading.Thread):
         started = [s for s in self.stages if (self.run_dir / s).is_dir()]
         if not started:
             return "startup"
-        if (self.run_dir / started[-1] / "_SUCCESS").exists() and started[-1] == self.stages[-1]:
+        if stage_finished(self.run_dir / started[-1]) and started[-1] == self.stages[-1]:
             return "finish"
         return started[-1]
 
@@ -166,7 +168,7 @@ def run_curate(corpus_dir: Path, run_dir: Path, stages: list[str], workers: int)
     result = {"command": command, "log": str(log_path), "wall_seconds": time.perf_counter() - started,
               "processes": sampler.cmdlines, "stages": {}, "peak_rss": {}}
     for name in stages:
-        stats = json.loads((run_dir / name / "stats.json").read_text())
+        stats = read_stage_stats(run_dir / name)
         first, last = sampler.seen.get(name, [0.0, 0.0])
         result["stages"][name] = {
             **{k: stats[k] for k in ("docs_in", "docs_out", "bytes_in", "bytes_out", "dropped", "seconds", "counters")},

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass
 from safetensors.torch import load_file, save_file
 
 from classifiers.fingerprint import model_fingerprint
@@ -91,24 +92,16 @@ class Encoder:
         return (h_NTD * mask_NT1).sum(1) / mask_NT1.sum(1).clamp(min=1.0)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="forbid"))
 class EmbeddingTrainConfig:
     """Regression head on frozen mean-pooled embeddings."""
 
     encoder: str | None = None  # a local HF encoder directory; None: the packaged all-MiniLM-L6-v2
-    max_length: int = 256
-    batch_size: int = 32
+    max_length: int = Field(default=256, ge=8, le=8192)  # tokens of each document the encoder reads
+    batch_size: int = Field(default=32, ge=1)  # documents per encoder forward
     #: Ridge strength relative to the mean embedding variance. FineWeb-Edu trains its head with
     #: Adam for 20 epochs on frozen embeddings; the closed form reaches the same MSE minimiser.
-    ridge: float = 1e-2
-
-    def __post_init__(self) -> None:
-        if not 8 <= self.max_length <= 8192:
-            raise ValueError(f"embedding.max_length must be in [8, 8192], got {self.max_length}")
-        if self.batch_size < 1:
-            raise ValueError(f"embedding.batch_size must be >= 1, got {self.batch_size}")
-        if self.ridge < 0:
-            raise ValueError(f"embedding.ridge must be >= 0, got {self.ridge}")
+    ridge: float = Field(default=1e-2, ge=0)
 
 
 def fit_ridge(x_ND: np.ndarray, y_N: np.ndarray, ridge: float) -> tuple[np.ndarray, float]:

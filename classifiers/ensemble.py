@@ -10,23 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from classifiers.columns import QUALITY_BUCKET, QUALITY_LEVEL, bucket_column, score_column
 from classifiers.thresholds import NUM_BUCKETS, ClassifierThresholds
 
-QUALITY_BUCKET = "quality_bucket"
-QUALITY_LEVEL = "quality_level"
 LEVELS = ("high", "medium-high", "medium", "medium-low", "low")
 #: Lowest bucket of each level, from the top.
-_LEVEL_FLOORS = {"high": 19, "medium-high": 18, "medium": 12, "medium-low": 7, "low": 0}
-LEVEL_OF_BUCKET = np.array([next(lv for lv in LEVELS if b >= _LEVEL_FLOORS[lv]) for b in range(NUM_BUCKETS)],
+LEVEL_FLOORS = {"high": 19, "medium-high": 18, "medium": 12, "medium-low": 7, "low": 0}
+LEVEL_OF_BUCKET = np.array([next(lv for lv in LEVELS if b >= LEVEL_FLOORS[lv]) for b in range(NUM_BUCKETS)],
                            dtype=object)
-
-
-def score_column(name: str) -> str:
-    return f"score_{name}"
-
-
-def bucket_column(name: str) -> str:
-    return f"bucket_{name}"
 
 
 def assign_buckets(scores: np.ndarray, cuts: tuple[float, ...] | np.ndarray) -> np.ndarray:

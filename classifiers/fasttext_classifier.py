@@ -13,10 +13,11 @@ import ctypes.util
 import functools
 import logging
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
@@ -24,25 +25,18 @@ POSITIVE_LABEL = "__label__hq"
 NEGATIVE_LABEL = "__label__cc"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="forbid"))
 class FastTextTrainConfig:
     """fastText supervised training (names follow `fasttext.train_supervised`)."""
 
-    word_ngrams: int = 2  # DCLM: bigram features
-    dim: int = 100
-    epoch: int = 10  # fastText's 5 epochs at lr 0.1 underfit sets of a few thousand documents
-    lr: float = 0.5
-    min_count: int = 1
+    word_ngrams: int = Field(default=2, ge=1)  # DCLM: bigram features
+    dim: int = Field(default=100, ge=1)  # word vector size
+    epoch: int = Field(default=10, ge=1)  # fastText's 5 epochs at lr 0.1 underfit sets of a few thousand documents
+    lr: float = Field(default=0.5, gt=0)  # learning rate
+    min_count: int = Field(default=1, ge=1)  # words seen fewer times are dropped
     bucket: int = 2_000_000  # hashed n-gram rows (fastText's default); the .bin holds bucket x dim floats
-    threads: int = 1  # one thread trains deterministically for a fixed seed
+    threads: int = Field(default=1, ge=1)  # one thread trains deterministically for a fixed seed
     seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("word_ngrams", "dim", "epoch", "min_count", "threads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"fasttext.{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"fasttext.lr must be > 0, got {self.lr}")
 
 
 def fasttext_line(text: str) -> str:

@@ -9,19 +9,31 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Annotated, Literal, Protocol
 
 import numpy as np
 import pyarrow as pa
+from pydantic import AfterValidator, ConfigDict, Field, field_validator
+from pydantic.dataclasses import dataclass
 
+from classifiers.columns import TEXT
 from classifiers.ensemble import add_quality_columns
 from classifiers.fasttext_classifier import POSITIVE_LABEL, FastTextClassifier
 from classifiers.thresholds import DEFAULT_SUMMARY_POINTS, ClassifierThresholds
 
 Kind = Literal["auto", "fasttext", "embedding", "hf-regression"]
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _column_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise ValueError(f"classifier name {name!r} must be lower-case letters, digits and _")
+    return name
+
+
+#: A classifier's name, part of the `score_<name>`/`bucket_<name>` column names.
+ClassifierName = Annotated[str, AfterValidator(_column_name)]
 
 
 class QualityClassifier(Protocol):
@@ -31,7 +43,7 @@ class QualityClassifier(Protocol):
     def score(self, texts: list[str]) -> np.ndarray: ...
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="forbid"))
 class ClassifierSpec:
     """One classifier of the ensemble; `name` makes the `score_<name>`/`bucket_<name>` columns.
 
@@ -39,18 +51,12 @@ class ClassifierSpec:
     embedding-classifier directory, or a released FineWeb-Edu-style model directory.
     """
 
-    name: str
-    path: str
-    kind: Kind = "auto"
+    name: ClassifierName  # lower-case letters, digits and _
+    path: str  # a fastText .bin, a ccforge embedding-classifier directory or a FineWeb-Edu-style model
+    kind: Kind = "auto"  # auto: from what `path` holds
     positive_label: str = POSITIVE_LABEL  # fastText only
-    batch_size: int = 32  # encoders only
+    batch_size: int = Field(default=32, ge=1)  # encoders only
     max_length: int | None = None  # encoders only; default: the model's own (512 for released ones)
-
-    def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
-            raise ValueError(f"classifier name {self.name!r} must be lower-case letters, digits and _")
-        if self.batch_size < 1:
-            raise ValueError(f"classifier {self.name}: batch_size must be >= 1")
 
     def resolved_kind(self) -> str:
         if self.kind != "auto":
@@ -84,23 +90,24 @@ def cached_classifier(spec: ClassifierSpec) -> QualityClassifier:
     return load_classifier(spec)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="forbid"))
 class ClassifyConfig:
     """The ensemble, and optionally saved thresholds to reuse instead of computing them."""
 
-    classifiers: tuple[ClassifierSpec, ...] = ()
+    classifiers: tuple[ClassifierSpec, ...] = ()  # the ensemble; empty leaves the classify stage out
     #: A thresholds artifact (`thresholds.json` of an earlier run): reuse its cuts so that
     #: later crawls get the same buckets. None computes them on this corpus.
     thresholds: str | None = None
-    summary_points: int = DEFAULT_SUMMARY_POINTS
+    summary_points: int = Field(default=DEFAULT_SUMMARY_POINTS, ge=100)  # points of each score sketch (percentiles)
     torch_threads: int | None = None  # per worker process; None leaves torch's default
 
-    def __post_init__(self) -> None:
-        names = [c.name for c in self.classifiers]
+    @field_validator("classifiers")
+    @classmethod
+    def _unique_names(cls, classifiers: tuple[ClassifierSpec, ...]) -> tuple[ClassifierSpec, ...]:
+        names = [c.name for c in classifiers]
         if len(set(names)) != len(names):
-            raise ValueError(f"classify.classifiers: duplicate names in {names}")
-        if self.summary_points < 100:
-            raise ValueError(f"classify.summary_points must be >= 100, got {self.summary_points}")
+            raise ValueError(f"duplicate names in {names}")
+        return classifiers
 
     def require_classifiers(self) -> None:
         if not self.classifiers:
@@ -130,4 +137,4 @@ class ClassifyStage:
         self.thresholds = thresholds
 
     def run(self, table: pa.Table) -> pa.Table:
-        return add_quality_columns(table, score_texts(self.config, table["text"].to_pylist()), self.thresholds)
+        return add_quality_columns(table, score_texts(self.config, table[TEXT].to_pylist()), self.thresholds)

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pyarrow as pa
+from pydantic import ConfigDict, field_validator
+from pydantic.dataclasses import dataclass
 
+from classifiers.columns import LABEL, SCORE, TEXT
 from classifiers.embedding_classifier import EmbeddingTrainConfig, train_embedding_classifier
 from classifiers.fasttext_classifier import FastTextTrainConfig, train_fasttext
 from classifiers.metrics import binary_metrics, correlations
-from classifiers.stage import ClassifierSpec, load_classifier
+from classifiers.stage import ClassifierName, ClassifierSpec, load_classifier
 from classifiers.training_set import (
     NEGATIVE, POSITIVE, TEST, TRAIN, TrainingSetConfig, build_training_set, read_labelled, split, write_training_set,
 )
@@ -28,35 +30,37 @@ from classifiers.training_set import (
 ENSEMBLE_FILE = "ensemble.json"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="forbid"))
 class TrainSpec:
     """One classifier to train: fastText on the binary labels, or a regression head on the scores."""
 
-    name: str
-    kind: Literal["fasttext", "embedding"]
+    name: ClassifierName  # the classify stage's name rule: lower-case letters, digits and _
+    kind: Literal["fasttext", "embedding"]  # fastText on the labels, or a regression head on the scores
     fasttext: FastTextTrainConfig = FastTextTrainConfig()
     embedding: EmbeddingTrainConfig = EmbeddingTrainConfig()
-
-    def __post_init__(self) -> None:
-        ClassifierSpec(name=self.name, path="")  # the same naming rule as the classify stage
 
 
 DEFAULT_TRAIN_SPECS = (TrainSpec(name="fasttext_hq", kind="fasttext"), TrainSpec(name="edu_minilm", kind="embedding"))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="forbid"))
 class TrainConfig:
-    output_dir: str = "classifiers-work"
+    """`ccforge classifiers train`: the labelled set and the classifiers trained on it."""
+
+    output_dir: str = "classifiers-work"  # models, ensemble.json and eval.json
     #: An existing labelled set (.parquet/.jsonl with text, label[, score, split]); when None
     #: one is built from `training_set.sources`.
     data: str | None = None
     training_set: TrainingSetConfig = TrainingSetConfig()
-    classifiers: tuple[TrainSpec, ...] = DEFAULT_TRAIN_SPECS
+    classifiers: tuple[TrainSpec, ...] = DEFAULT_TRAIN_SPECS  # default: fasttext_hq and edu_minilm
 
-    def __post_init__(self) -> None:
-        names = [c.name for c in self.classifiers]
+    @field_validator("classifiers")
+    @classmethod
+    def _unique_names(cls, classifiers: tuple[TrainSpec, ...]) -> tuple[TrainSpec, ...]:
+        names = [c.name for c in classifiers]
         if not names or len(set(names)) != len(names):
-            raise ValueError(f"classifiers must be a non-empty list of unique names, got {names}")
+            raise ValueError(f"must be a non-empty list of unique names, got {names}")
+        return classifiers
 
 
 def training_table(config: TrainConfig) -> pa.Table:
@@ -68,11 +72,11 @@ def training_table(config: TrainConfig) -> pa.Table:
 
 
 def train_one(spec: TrainSpec, train_set: pa.Table, output_dir: Path) -> ClassifierSpec:
-    texts = train_set["text"].to_pylist()
+    texts = train_set[TEXT].to_pylist()
     if spec.kind == "fasttext":
-        path = train_fasttext(texts, train_set["label"].to_pylist(), output_dir / f"{spec.name}.bin", spec.fasttext)
+        path = train_fasttext(texts, train_set[LABEL].to_pylist(), output_dir / f"{spec.name}.bin", spec.fasttext)
     else:
-        path = train_embedding_classifier(texts, train_set["score"].to_numpy(), output_dir / spec.name, spec.embedding)
+        path = train_embedding_classifier(texts, train_set[SCORE].to_numpy(), output_dir / spec.name, spec.embedding)
     return ClassifierSpec(name=spec.name, path=str(path), kind=spec.kind)
 
 
@@ -82,7 +86,7 @@ def train(config: TrainConfig, progress=print) -> list[ClassifierSpec]:
     output_dir.mkdir(parents=True, exist_ok=True)
     table = training_table(config)
     train_set = split(table, TRAIN)
-    labels = set(train_set["label"].to_pylist())
+    labels = set(train_set[LABEL].to_pylist())
     if labels != {POSITIVE, NEGATIVE}:
         raise ValueError(f"the training split needs both labels hq and cc, has {sorted(labels)}")
     progress(f"training set: {train_set.num_rows} train, {table.num_rows - train_set.num_rows} held out")
@@ -115,8 +119,8 @@ def load_ensemble(directory: str | Path) -> list[ClassifierSpec]:
 
 def evaluate(specs: list[ClassifierSpec], table: pa.Table, thresholds: dict[str, float] | None = None) -> dict:
     """Precision/recall/F1 at each classifier's threshold, ROC-AUC, and pairwise correlations."""
-    texts = table["text"].to_pylist()
-    positive = np.array(table["label"].to_pylist()) == POSITIVE
+    texts = table[TEXT].to_pylist()
+    positive = np.array(table[LABEL].to_pylist()) == POSITIVE
     scores, metrics = {}, {}
     for spec in specs:
         classifier = load_classifier(spec)

@@ -17,22 +17,26 @@ import gzip
 import json
 import random
 import re
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import lxml.html
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass
+
+from classifiers.columns import ID, LABEL, SCORE, SOURCE, SPLIT, TEXT
 
 POSITIVE = "hq"  # DCLM's label names: __label__hq / __label__cc
 NEGATIVE = "cc"
 TRAIN, TEST = "train", "test"
 
 TRAINING_SET_SCHEMA = pa.schema([
-    ("id", pa.string()), ("text", pa.string()), ("source", pa.string()),
-    ("label", pa.string()), ("score", pa.float32()), ("split", pa.string()),
+    (ID, pa.string()), (TEXT, pa.string()), (SOURCE, pa.string()),
+    (LABEL, pa.string()), (SCORE, pa.float32()), (SPLIT, pa.string()),
 ])
 
 # Navigation and page furniture of Sphinx (Python docs) and DocBook (PostgreSQL, handbook) pages:
@@ -42,21 +46,15 @@ _FURNITURE_XPATH = ("//script|//style|//nav|//header|//footer|//*[@role='navigat
                     "|//*[contains(@class,'navheader')]|//*[contains(@class,'navfooter')]")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="forbid"))
 class SourceSpec:
     """Files of one named source: globs (`**` recursive), their label and regression score."""
 
-    name: str
-    paths: tuple[str, ...]
-    label: str
+    name: str  # the `source` column of its documents
+    paths: tuple[str, ...] = Field(min_length=1)  # globs of HTML, text or .gz files
+    label: Literal["hq", "cc"]  # hq: high quality (positive), cc: common crawl (negative)
     score: float | None = None  # default: 5.0 for hq, 0.0 for cc (the FineWeb-Edu 0-5 scale)
-    max_docs: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.label not in (POSITIVE, NEGATIVE):
-            raise ValueError(f"source {self.name}: label must be {POSITIVE!r} or {NEGATIVE!r}, got {self.label!r}")
-        if not self.paths:
-            raise ValueError(f"source {self.name}: paths is empty")
+    max_docs: int | None = None  # documents sampled from this source; null: max_docs_per_source
 
     @property
     def target(self) -> float:
@@ -75,20 +73,16 @@ DEFAULT_SOURCES = (
 )
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="forbid"))
 class TrainingSetConfig:
-    sources: tuple[SourceSpec, ...] = DEFAULT_SOURCES
-    max_docs_per_source: int | None = 400
-    test_fraction: float = 0.2
+    """Labelled documents from named local sources, split into train and test."""
+
+    sources: tuple[SourceSpec, ...] = Field(default=DEFAULT_SOURCES, min_length=1)  # default: local docs vs licences
+    max_docs_per_source: int | None = 400  # documents sampled from each source; null: all
+    test_fraction: float = Field(default=0.2, gt=0, lt=1)  # share of each source held out for evaluation
     min_chars: int = 200  # shorter texts say little about quality
     max_chars: int = 20_000  # cap per document so a few long manuals do not dominate
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.test_fraction < 1.0:
-            raise ValueError(f"training_set.test_fraction must be in (0, 1), got {self.test_fraction}")
-        if not self.sources:
-            raise ValueError("training_set.sources is empty")
+    seed: int = 0  # of the sampling and the split
 
 
 def html_to_text(html: bytes | str) -> str:
@@ -136,9 +130,9 @@ def build_training_set(config: TrainingSetConfig = TrainingSetConfig()) -> pa.Ta
             if len(text) < config.min_chars:
                 continue
             doc_id = xxhash.xxh3_128_hexdigest(str(path).encode())
-            rows.append({"id": doc_id, "text": text[: config.max_chars], "source": spec.name,
-                         "label": spec.label, "score": spec.target,
-                         "split": TEST if _unit_hash(doc_id, config.seed) < config.test_fraction else TRAIN})
+            rows.append({ID: doc_id, TEXT: text[: config.max_chars], SOURCE: spec.name,
+                         LABEL: spec.label, SCORE: spec.target,
+                         SPLIT: TEST if _unit_hash(doc_id, config.seed) < config.test_fraction else TRAIN})
             taken += 1
     return pa.Table.from_pylist(rows, schema=TRAINING_SET_SCHEMA)
 
@@ -167,18 +161,18 @@ def read_labelled(path: str | Path) -> pa.Table:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such training set")
     table = pq.read_table(path) if path.suffix == ".parquet" else pa.Table.from_pylist(_read_jsonl(path))
-    for column in ("text", "label"):
+    for column in (TEXT, LABEL):
         if column not in table.column_names:
             raise ValueError(f"{path}: no {column!r} column (columns: {', '.join(table.column_names)})")
-    labels = pc.replace_substring_regex(table["label"].cast(pa.string()), "^__label__", "")
+    labels = pc.replace_substring_regex(table[LABEL].cast(pa.string()), "^__label__", "")
     unknown = set(pc.unique(labels).to_pylist()) - {POSITIVE, NEGATIVE}
     if unknown:
         raise ValueError(f"{path}: labels must be {POSITIVE!r} or {NEGATIVE!r}, found {sorted(map(str, unknown))}")
-    table = table.set_column(table.column_names.index("label"), "label", labels)
-    if "score" not in table.column_names:
-        table = table.append_column("score", pc.if_else(pc.equal(labels, POSITIVE), 5.0, 0.0).cast(pa.float32()))
-    if "split" not in table.column_names:
-        table = table.append_column("split", pa.array([TRAIN] * table.num_rows, pa.string()))
+    table = table.set_column(table.column_names.index(LABEL), LABEL, labels)
+    if SCORE not in table.column_names:
+        table = table.append_column(SCORE, pc.if_else(pc.equal(labels, POSITIVE), 5.0, 0.0).cast(pa.float32()))
+    if SPLIT not in table.column_names:
+        table = table.append_column(SPLIT, pa.array([TRAIN] * table.num_rows, pa.string()))
     return table
 
 
@@ -188,4 +182,4 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 def split(table: pa.Table, name: str) -> pa.Table:
-    return table.filter(pc.equal(table["split"], name))
+    return table.filter(pc.equal(table[SPLIT], name))

@@ -19,7 +19,6 @@ ranges as shards); a shard task holds one shard's duplicates. Nothing holds the 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass
 
 from curation.io.readers import readable_batches
 from curation.io.writers import write_table_atomic
@@ -45,16 +46,12 @@ DUPLICATES_SCHEMA = pa.schema(
 )
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="forbid"))
 class ExactDedupConfig:
     """`normalize` lower-cases and folds whitespace before hashing (NeMo Curator hashes raw text)."""
 
-    hash: Literal["xxh128", "md5"] = "xxh128"
-    normalize: bool = True
-
-    def __post_init__(self) -> None:
-        if self.hash not in ("xxh128", "md5"):
-            raise ValueError(f"exact_dedup.hash must be 'xxh128' or 'md5', got {self.hash!r}")
+    hash: Literal["xxh128", "md5"] = "xxh128"  # digest of the (normalised) text
+    normalize: bool = True  # lower-case and fold whitespace first
 
 
 def normalized_texts(texts: pa.ChunkedArray | pa.Array) -> pa.Array:

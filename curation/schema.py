@@ -1,17 +1,44 @@
-"""Column names and types of the curated document schema (DESIGN.md, "The data that flows")."""
+"""Column names and types of the curated document schema (DESIGN.md, "The data that flows").
+
+Every column name curation code writes or reads in a stage's output is spelled here once.
+The names the classifiers also use (id, text, source and the quality columns) are defined in
+`classifiers.columns`, because classifiers may not import curation, and re-exported here.
+Columns of a global stage's working files (`_hashes/`, `_minhash/`, `_plan/` ...) live
+next to the pass that writes them.
+"""
 
 from __future__ import annotations
 
 import pyarrow as pa
 import xxhash
 
-ID = "id"
-TEXT = "text"
+from classifiers.columns import (
+    ID, QUALITY_BUCKET, QUALITY_LEVEL, SOURCE, TEXT, bucket_column, score_column,
+)
+
+__all__ = [
+    "CHUNK_INDEX", "CONTENT_TYPE", "CRAWL_DATE", "DOCUMENT_SCHEMA", "DROP_REASON", "ID",
+    "INPUT_IDS", "LANGUAGE", "LANGUAGE_SCORE", "N_TOKENS", "PARENT_ID", "PAYLOAD", "QUALITY_BUCKET",
+    "QUALITY_LEVEL", "RAW", "SOURCE", "SYNTHETIC_KIND", "TEXT", "URL", "bucket_column",
+    "document_id", "score_column", "with_document_columns",
+]
+
+# Provenance and language (extract, langid).
 URL = "url"
-SOURCE = "source"
 CRAWL_DATE = "crawl_date"
 LANGUAGE = "language"
 LANGUAGE_SCORE = "language_score"
+# Synthetic rows (rephrase): the task that wrote the row, its parent document and chunk.
+SYNTHETIC_KIND = "synthetic_kind"
+PARENT_ID = "parent_id"
+CHUNK_INDEX = "chunk_index"
+# Tokens: the count under the configured tokenizer, and the token shards' ids.
+N_TOKENS = "n_tokens"
+INPUT_IDS = "input_ids"
+# Raw WARC rows before extraction, and rejected rows (`<stage>/rejected/`).
+CONTENT_TYPE = "content_type"
+PAYLOAD = "payload"
+RAW = "raw"  # the line of a rejected JSONL record
 DROP_REASON = "drop_reason"
 
 #: Columns every document table carries from the first stage on.

@@ -15,16 +15,19 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curation.io.readers import PAYLOAD, InputFileError, RawBatch, read_batches
+from curation.io.readers import InputFileError, RawBatch, read_batches
 from curation.io.writers import ShardWriter, conform, write_json_atomic
-from curation.schema import CRAWL_DATE, DOCUMENT_SCHEMA, DROP_REASON, ID, SOURCE, TEXT, URL
+from curation.schema import CRAWL_DATE, DOCUMENT_SCHEMA, DROP_REASON, ID, PAYLOAD, RAW, SOURCE, TEXT, URL
 from curation.stage import Stage, StageResult, StageStats, text_bytes
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Drop reasons that mean the input itself was bad: always quarantined, never only counted.
 BAD_INPUT_REASONS = frozenset({
@@ -35,7 +38,7 @@ BAD_INPUT_REASONS = frozenset({
 #: One schema for every rejected row, whichever stage or reader produced it.
 REJECTED_SCHEMA = pa.schema([
     (ID, pa.string()), (SOURCE, pa.string()), (URL, pa.string()), (CRAWL_DATE, pa.string()),
-    (DROP_REASON, pa.string()), (TEXT, pa.string()), (PAYLOAD, pa.binary()), ("raw", pa.string()),
+    (DROP_REASON, pa.string()), (TEXT, pa.string()), (PAYLOAD, pa.binary()), (RAW, pa.string()),
 ])
 
 
@@ -65,14 +68,22 @@ class ShardTask:
         return Path(self.output_dir) / "rejected" / f"part-{self.index:05d}.parquet"
 
 
-def finished_stats(task: ShardTask) -> StageStats | None:
-    """The stats of a shard finished under the same stage key, else None."""
+def finished_stats(task: ShardTask, stats_type: type[T] = StageStats) -> T | None:
+    """The counts (a `stats_type`: StageStats, or TokenStats for token shards) of a shard finished
+    under the same key, else None."""
     if not (task.stats_path.exists() and task.output_path.exists()):
         return None
     data = json.loads(task.stats_path.read_text())
     if data.get("stage_key") != task.stage_key:
         return None
-    return StageStats.from_dict(data["stats"])
+    return stats_type.from_dict(data["stats"])
+
+
+def discard_shard(task: ShardTask) -> None:
+    """Remove a shard of another key (earlier inputs or decisions) before writing it again: its
+    stats go first, so a kill from here on leaves the shard unfinished, never stale-but-finished."""
+    for stale in (task.stats_path, task.rejected_path, task.output_path):
+        stale.unlink(missing_ok=True)
 
 
 def run_shard(stage: Stage, task: ShardTask) -> StageStats:
@@ -80,10 +91,7 @@ def run_shard(stage: Stage, task: ShardTask) -> StageStats:
     done = finished_stats(task)
     if done is not None:
         return done
-    # A shard of another key (earlier inputs or decisions): its stats go first, so a kill from
-    # here on leaves the shard unfinished, never stale-but-finished.
-    for stale in (task.stats_path, task.rejected_path, task.output_path):
-        stale.unlink(missing_ok=True)
+    discard_shard(task)
     started = time.perf_counter()
     stats = StageStats(name=stage.name)
     kept_writer = ShardWriter(task.output_path)

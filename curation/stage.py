@@ -120,7 +120,8 @@ class StageStats:
 
     @classmethod
     def from_dict(cls, data: dict) -> StageStats:
-        return cls(**data)
+        """The counts of `to_dict` output; a stage's stats.json may hold its own sections beside them."""
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
 
 def _add_counts(first: dict[str, int], second: dict[str, int]) -> dict[str, int]:

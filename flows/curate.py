@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import socket
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,11 +18,11 @@ from prefect.cache_policies import NO_CACHE
 from curation.io.writers import write_json_atomic
 from curation.stage import StageStats
 from flows.config.curate import CurateConfig
-from flows.errors import WorkdirBusy
 from flows.engine.cluster import dask_client
 from flows.engine.stage_dir import SUCCESS, fingerprint_files, output_shards
 from flows.retry import RETRY_DELAY_SECONDS, STAGE_RETRIES, retry_if_transient
 from flows.report.funnel import funnel_markdown, languages_markdown, write_curation_report
+from flows.workdir_lock import workdir_lock
 from flows.engine.stages import resolve_inputs, run_stage
 
 #: One JSON line per curate run: its flow run id, start, duration, and per stage the shards written.
@@ -82,24 +78,6 @@ def curate(config: CurateConfig) -> list[StageStats]:
     create_markdown_artifact(f"# Curation funnel of {workdir}\n\n{funnel}\n", key="curation-funnel",
                              description="Documents in and out of every stage")
     return all_stats
-
-
-@contextmanager
-def workdir_lock(workdir: Path) -> Iterator[None]:
-    """Hold WORKDIR/.lock for the run: a second run over the same workdir (a scheduled one and a
-    manual one) stops with a clear message instead of racing. The OS drops it if the run is killed."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    with open(workdir / ".lock", "a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            raise WorkdirBusy(f"{workdir} is in use by another curate run ({lock.read().strip() or 'unknown'})") from None
-        lock.seek(0)
-        lock.truncate()
-        lock.write(f"pid {os.getpid()} on {socket.gethostname()}")
-        lock.flush()
-        yield
 
 
 def _shard_versions(stage_dir: Path) -> dict[str, tuple[int, int]]:

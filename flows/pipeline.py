@@ -25,6 +25,7 @@ from curation.stage import StageStats
 from flows.build_mixture import MixtureBuild, build_mixture
 from flows.config.curate import CurateConfig
 from flows.curate import curate
+from flows.engine.stage_dir import stage_finished
 from flows.pretrain import PretrainResult, pretrain
 from flows.report.render import publish_report_artifact, write_run_report
 from training.trainer.config import TrainConfig
@@ -49,12 +50,16 @@ class PipelineResult:
 
 
 def train_config(settings: TrainingSettings, mixture: Path, workdir: Path) -> dict[str, Any]:
-    """The train YAML mapping: the settings' fields, the mixture, a vocabulary that fits, the run dir."""
+    """The train YAML mapping: the settings' fields, the mixture, a vocabulary that fits, the run dir.
+    Its paths are absolute (relative ones as seen from here), so `ccforge train WORKDIR/train.yaml`
+    works from any directory."""
     config = {key: dict(value) if isinstance(value, dict) else value for key, value in settings.train.items()}
-    config["data"] = config.get("data", {}) | {"mixture": str(mixture)}
+    config["data"] = config.get("data", {}) | {"mixture": str(Path(mixture).resolve())}
     model = config.setdefault("model", {})
     model["overrides"] = model.get("overrides", {}) | {"vocab_size": settings.vocab_size}
-    config.setdefault("out", str(workdir / "train"))
+    if model.get("init_from"):
+        model["init_from"] = str(Path(model["init_from"]).resolve())
+    config["out"] = str(Path(config.get("out") or workdir / "train").resolve())
     return config
 
 
@@ -68,7 +73,7 @@ def pipeline(curate_config: CurateConfig, workdir: str | Path, training: Trainin
     stats = curate(curate_config)
     curated = Path(curate_config.workdir)
     inputs = [str(curated / "curated")]
-    if (curated / "rephrase" / "_SUCCESS").exists():
+    if stage_finished(curated / "rephrase"):
         inputs.append(str(curated / "rephrase"))
     built = build_mixture(inputs, mixture.parent, vocab_size=training.vocab_size, seq_len=training.seq_len,
                           budget=train_cfg.max_steps * train_cfg.batch.global_batch_tokens,

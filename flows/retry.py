@@ -1,7 +1,11 @@
 """When a failed Prefect task is worth retrying: only when the failure came from the machines
 (a lost worker or connection, a killed training process), never from the data or the config,
 which would fail the same way again. Retrying is safe because every stage resumes by key and
-training resumes from its newest checkpoint to the same next token."""
+training resumes from its newest checkpoint to the same next token.
+
+Prefect's own retry settings decide how often and when (`retries`, `retry_delay_seconds`); which
+failures qualify it leaves to a `retry_condition_fn` (it has no filter by exception type), so
+these are those functions, reading the failure with Prefect's `state.result(raise_on_failure=False)`."""
 
 from __future__ import annotations
 
@@ -31,22 +35,13 @@ def is_transient(err: BaseException) -> bool:
     return False
 
 
-def _failure(state: Any) -> BaseException | None:
-    try:
-        state.result()
-    except BaseException as err:  # noqa: BLE001 - the failed state's exception is the subject here
-        return err
-    return None
-
-
 def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect `retry_condition_fn` of the curation and tokenize tasks."""
-    err = _failure(state)
-    return err is not None and is_transient(err)
+    """Prefect `retry_condition_fn` of the curation and tokenize tasks (Prefect calls it with the failed state)."""
+    return is_transient(state.result(raise_on_failure=False))
 
 
 def retry_if_killed(task: Any, task_run: Any, state: Any) -> bool:
     """Prefect `retry_condition_fn` of the torchrun task: retry a run killed by a signal (the
     OOM killer, a lost node), which resumes from its checkpoint; not one that failed by itself."""
-    err = _failure(state)
+    err = state.result(raise_on_failure=False)
     return isinstance(err, TrainingFailed) and err.killed

@@ -17,9 +17,7 @@ from prefect.deployments.runner import EntrypointType
 
 from flows.config.curate import load_curate_config
 from flows.curate import curate
-from flows.pipeline import pipeline
-from flows.config.pipeline import load_pipeline_config
-from flows.server import prefect_api
+from flows.server import command_api
 
 SCHEDULED_FLOWS = ("curate", "pipeline")
 
@@ -34,6 +32,10 @@ def curate_from_file(config_path: str) -> dict:
 @flow(name="scheduled-pipeline", log_prints=True)
 def pipeline_from_file(config_path: str) -> str:
     """`pipeline` over the pipeline config at `config_path`, read afresh; returns the report path."""
+    # Imported here: they load torch, which a schedule of curate alone does not need.
+    from flows.config.pipeline import load_pipeline_config
+    from flows.pipeline import pipeline
+
     config = load_pipeline_config(config_path)
     return str(pipeline(config.curate, config.workdir, config.training).report)
 
@@ -47,9 +49,14 @@ def serve_schedule(config_path: str | Path, *, flow_name: str = "curate", cron: 
         raise ValueError("give exactly one of --cron and --interval")
     config_path = str(Path(config_path).resolve())
     # A bad config fails here, once, not at every scheduled run.
-    load_curate_config(config_path) if flow_name == "curate" else load_pipeline_config(config_path)
+    if flow_name == "curate":
+        load_curate_config(config_path)
+    else:
+        from flows.config.pipeline import load_pipeline_config
+
+        load_pipeline_config(config_path)
     scheduled = curate_from_file if flow_name == "curate" else pipeline_from_file
-    with prefect_api():
+    with command_api():
         scheduled.serve(name=name or f"{flow_name}-{Path(config_path).stem}", cron=cron,
                         interval=timedelta(seconds=interval_seconds) if interval_seconds is not None else None,
                         parameters={"config_path": config_path}, limit=1, entrypoint_type=EntrypointType.MODULE_PATH)

@@ -28,14 +28,15 @@ def ccforge_command(*args: str) -> list[str]:
     return [str(script), *args] if script.exists() else [sys.executable, "-m", "flows.cli", *args]
 
 
-def ccforge_env() -> dict[str, str]:
-    """This environment, unbuffered, with the Prefect API this process uses (the test session's
-    server under the `prefect_api` fixture; unset, each run starts Prefect's temporary server)."""
-    from prefect.settings import PREFECT_API_URL
-
+def ccforge_env(**changes: str | None) -> dict[str, str]:
+    """This environment, unbuffered (with the session server's PREFECT_API_URL under the `prefect_api`
+    fixture), with `changes` (None: unset)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    if PREFECT_API_URL.value():
-        env["PREFECT_API_URL"] = PREFECT_API_URL.value()
+    for name, value in changes.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     return env
 
 
@@ -68,15 +69,16 @@ class StartedRun:
         return subprocess.CompletedProcess(self.process.args, self.process.returncode, *self.output())
 
 
-def start_ccforge(args: list[str], *, cwd: Path) -> StartedRun:
+def start_ccforge(args: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> StartedRun:
     stdout, stderr = tempfile.TemporaryFile(), tempfile.TemporaryFile()
-    process = subprocess.Popen(ccforge_command(*args), cwd=cwd, env=ccforge_env(), stdout=stdout, stderr=stderr,
-                               start_new_session=True)
+    process = subprocess.Popen(ccforge_command(*args), cwd=cwd, env=env or ccforge_env(), stdout=stdout,
+                               stderr=stderr, start_new_session=True)
     return StartedRun(process, stdout, stderr)
 
 
-def run_ccforge(args: list[str], *, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return start_ccforge(args, cwd=cwd).finish(timeout)
+def run_ccforge(args: list[str], *, cwd: Path, timeout: float = 300, env: dict[str, str] | None = None
+                ) -> subprocess.CompletedProcess:
+    return start_ccforge(args, cwd=cwd, env=env).finish(timeout)
 
 
 def kill_when(args: list[str], ready: Callable[[], bool], what: str, *, cwd: Path, timeout: float = 300) -> None:

@@ -10,11 +10,13 @@ from warcio.warcwriter import WARCWriter
 
 
 def write_warc(path: Path, records: list[dict], *, gzip: bool = True) -> Path:
-    """Write response records: dicts with url, payload (bytes), content_type (or None)."""
+    """Write response records: dicts with url, payload (bytes), content_type (or None) and
+    optionally more HTTP `headers` ([(name, value)])."""
     with open(path, "wb") as handle:
         writer = WARCWriter(handle, gzip=gzip)
         for record in records:
             headers = [("Content-Type", record["content_type"])] if record.get("content_type") else []
+            headers += record.get("headers", [])
             http = StatusAndHeaders("200 OK", headers, protocol="HTTP/1.1")
             writer.write_record(writer.create_warc_record(
                 record["url"], "response", payload=io.BytesIO(record["payload"]), http_headers=http,

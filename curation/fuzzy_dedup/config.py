@@ -4,7 +4,10 @@ No numba here: a config loads in every command, the kernels only where they run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
+from pydantic.dataclasses import dataclass
 
 
 def shingle_spec(shingle: str) -> tuple[str, int]:
@@ -15,21 +18,30 @@ def shingle_spec(shingle: str) -> tuple[str, int]:
     return kind, int(size)
 
 
-@dataclass(frozen=True, kw_only=True)
+def _checked_shingle(shingle: str) -> str:
+    shingle_spec(shingle)
+    return shingle
+
+
+Shingle = Annotated[str, AfterValidator(_checked_shingle)]
+
+
+@dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="forbid"))
 class MinHashConfig:
-    shingle: str = "char:24"  # "char:N" (character N-grams) or "word:N" (word N-grams)
-    num_perm: int = 260
-    bands: int = 20
-    rows: int = 13
+    shingle: Shingle = "char:24"  # "char:N" (character N-grams) or "word:N" (word N-grams)
+    num_perm: int = Field(default=260, ge=1)
+    bands: int = Field(default=20, ge=1)
+    rows: int = Field(default=13, ge=1)
     seed: int = 42
 
-    def __post_init__(self) -> None:
-        shingle_spec(self.shingle)
+    @model_validator(mode="after")
+    def _bands_fill_signature(self) -> MinHashConfig:
         if self.bands * self.rows != self.num_perm:
             raise ValueError(f"bands x rows must equal num_perm: {self.bands} x {self.rows} != {self.num_perm}")
+        return self
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="forbid"))
 class FuzzyDedupConfig:
     """`threshold` is the exact-Jaccard cut used when `verify` is on.
 
@@ -42,22 +54,19 @@ class FuzzyDedupConfig:
     banding alone; without verification it is never used.
     """
 
-    shingle: str = "char:24"
-    bands: int = 20
-    rows: int = 13
-    seed: int = 42
-    threshold: float = 0.8
-    verify: bool = True
-    recall_rows: int | None = 8
+    shingle: Shingle = "char:24"  # "char:N" (character N-grams) or "word:N" (word N-grams)
+    bands: int = Field(default=20, ge=1)  # LSH bands; the signature has bands x rows hashes
+    rows: int = Field(default=13, ge=1)  # hashes per band
+    seed: int = 42  # of the MinHash permutations
+    threshold: float = Field(default=0.8, gt=0, le=1)  # exact Jaccard at or above which a candidate is a duplicate
+    verify: bool = True  # compute each candidate pair's Jaccard; false keeps every LSH candidate
+    recall_rows: int | None = Field(default=8, ge=1)  # rows of the second banding (verify only); null: none
 
-    def __post_init__(self) -> None:
-        if not 0.0 < self.threshold <= 1.0:
-            raise ValueError(f"fuzzy_dedup.threshold must be in (0, 1], got {self.threshold}")
-        if self.bands < 1 or self.rows < 1:
-            raise ValueError(f"fuzzy_dedup.bands and rows must be >= 1, got {self.bands} x {self.rows}")
-        if self.recall_rows is not None and not 1 <= self.recall_rows <= self.bands * self.rows:
-            raise ValueError(f"fuzzy_dedup.recall_rows must be between 1 and bands x rows, got {self.recall_rows}")
-        _ = self.minhash  # validates the shingle spec
+    @model_validator(mode="after")
+    def _recall_rows_fit(self) -> FuzzyDedupConfig:
+        if self.recall_rows is not None and self.recall_rows > self.bands * self.rows:
+            raise ValueError(f"recall_rows must be between 1 and bands x rows, got {self.recall_rows}")
+        return self
 
     @property
     def minhash(self) -> MinHashConfig:

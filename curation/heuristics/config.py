@@ -6,7 +6,11 @@ Defaults are the published values, cited next to each constant.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+from typing import Annotated
+
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
+from pydantic.dataclasses import dataclass
 
 #: Gopher's stop words (Rae et al. 2021, appendix A.1.1): an English document has at least two.
 GOPHER_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
@@ -22,17 +26,24 @@ C4_POLICY_SUBSTRINGS = (
 )
 
 
-def _check_fraction(family: str, name: str, value: float | None) -> None:
-    if value is not None and not 0.0 <= value <= 1.0:
-        raise ValueError(f"heuristics.{family}.{name} must be in [0, 1] or null to disable, got {value}")
+#: A threshold in [0, 1]; null switches its rule off.
+Fraction = Annotated[float, Field(ge=0, le=1)] | None
+#: A positive count or length; null switches its rule off.
+PositiveInt = Annotated[int, Field(gt=0)] | None
+PositiveFloat = Annotated[float, Field(gt=0)] | None
 
 
-def _check_positive(family: str, name: str, value: float | None) -> None:
-    if value is not None and value <= 0:
-        raise ValueError(f"heuristics.{family}.{name} must be > 0 or null to disable, got {value}")
+def _not_empty(values: tuple[str, ...]) -> tuple[str, ...]:
+    if not values:
+        raise ValueError("empty: use null to judge every document")
+    return values
 
 
-@dataclass(frozen=True, kw_only=True)
+#: Names a rule applies to; null applies it to every document (an empty list would judge none).
+Names = Annotated[tuple[str, ...], AfterValidator(_not_empty)] | None
+
+
+@dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="forbid"))
 class GopherRepetitionConfig:
     """Gopher repetition removal (Rae et al. 2021, appendix A.1.1 and table A1).
 
@@ -42,28 +53,29 @@ class GopherRepetitionConfig:
     the top n-gram rules only look at n-grams that occur at least twice.
     """
 
-    enabled: bool = True
-    max_dup_para_frac: float | None = 0.30  # table A1, duplicate paragraph fraction
-    max_dup_para_char_frac: float | None = 0.20  # table A1, duplicate paragraph character fraction
-    max_dup_line_frac: float | None = 0.30  # table A1, duplicate line fraction
-    max_dup_line_char_frac: float | None = 0.20  # table A1, duplicate line character fraction
-    top_ngram_max_char_frac: dict[int, float] = field(default_factory=lambda: dict(GOPHER_TOP_NGRAM_CHAR_FRAC))
-    dup_ngram_max_char_frac: dict[int, float] = field(default_factory=lambda: dict(GOPHER_DUP_NGRAM_CHAR_FRAC))
+    enabled: bool = True  # false switches off the whole family
+    max_dup_para_frac: Fraction = 0.30  # table A1, duplicate paragraph fraction
+    max_dup_para_char_frac: Fraction = 0.20  # table A1, duplicate paragraph character fraction
+    max_dup_line_frac: Fraction = 0.30  # table A1, duplicate line fraction
+    max_dup_line_char_frac: Fraction = 0.20  # table A1, duplicate line character fraction
+    #: n (2..4) -> max fraction of characters in the most frequent n-gram (table A1)
+    top_ngram_max_char_frac: dict[int, Annotated[float, Field(ge=0, le=1)]] = field(
+        default_factory=lambda: dict(GOPHER_TOP_NGRAM_CHAR_FRAC))
+    #: n (5..10) -> max fraction of characters in duplicated n-grams (table A1)
+    dup_ngram_max_char_frac: dict[int, Annotated[float, Field(ge=0, le=1)]] = field(
+        default_factory=lambda: dict(GOPHER_DUP_NGRAM_CHAR_FRAC))
 
-    def __post_init__(self) -> None:
-        for name in ("max_dup_para_frac", "max_dup_para_char_frac", "max_dup_line_frac", "max_dup_line_char_frac"):
-            _check_fraction("gopher_repetition", name, getattr(self, name))
+    @model_validator(mode="after")
+    def _known_ngram_sizes(self) -> GopherRepetitionConfig:
         for name, allowed in (("top_ngram_max_char_frac", range(2, 5)), ("dup_ngram_max_char_frac", range(5, 11))):
-            for n, frac in getattr(self, name).items():
-                if n not in allowed:
-                    raise ValueError(
-                        f"heuristics.gopher_repetition.{name}: n={n} is not one of {list(allowed)} "
-                        "(each n has its own drop reason); remove it"
-                    )
-                _check_fraction("gopher_repetition", f"{name}[{n}]", frac)
+            unknown = [n for n in getattr(self, name) if n not in allowed]
+            if unknown:
+                raise ValueError(f"{name}: n={unknown[0]} is not one of {list(allowed)} "
+                                 "(each n has its own drop reason); remove it")
+        return self
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="forbid"))
 class GopherQualityConfig:
     """Gopher quality filters (Rae et al. 2021, appendix A.1.1), DataTrove GopherQualityFilter defaults.
 
@@ -72,35 +84,32 @@ class GopherQualityConfig:
     (see `HeuristicsConfig.languages`).
     """
 
-    enabled: bool = True
-    min_doc_words: int | None = 50  # "fewer than 50 ... words"
-    max_doc_words: int | None = 100_000  # "... or greater than 100,000 words"
-    min_mean_word_length: float | None = 3.0  # "mean word length is outside the range of 3 to 10 characters"
-    max_mean_word_length: float | None = 10.0
-    max_symbol_word_ratio: float | None = 0.1  # "symbol-to-word ratio greater than 0.1" for '#' and '...'
-    max_bullet_lines_ratio: float | None = 0.9  # "more than 90% of lines starting with a bullet point"
-    max_ellipsis_lines_ratio: float | None = 0.3  # "more than 30% ending with an ellipsis"
-    min_alpha_words_ratio: float | None = 0.8  # "80% of words ... contain at least one alphabetic character"
-    min_stop_words: int | None = 2  # "at least two of the following English words"
-    stop_words: tuple[str, ...] = GOPHER_STOP_WORDS
+    enabled: bool = True  # false switches off the whole family
+    min_doc_words: PositiveInt = 50  # "fewer than 50 ... words"
+    max_doc_words: PositiveInt = 100_000  # "... or greater than 100,000 words"
+    min_mean_word_length: PositiveFloat = 3.0  # "mean word length is outside the range of 3 to 10 characters"
+    max_mean_word_length: PositiveFloat = 10.0
+    max_symbol_word_ratio: PositiveFloat = 0.1  # "symbol-to-word ratio greater than 0.1" for '#' and '...'
+    max_bullet_lines_ratio: Fraction = 0.9  # "more than 90% of lines starting with a bullet point"
+    max_ellipsis_lines_ratio: Fraction = 0.3  # "more than 30% ending with an ellipsis"
+    min_alpha_words_ratio: Fraction = 0.8  # "80% of words ... contain at least one alphabetic character"
+    min_stop_words: PositiveInt = 2  # "at least two of the following English words"
+    stop_words: tuple[str, ...] = GOPHER_STOP_WORDS  # Gopher's eight English stop words
 
-    def __post_init__(self) -> None:
-        for name in ("min_doc_words", "max_doc_words", "min_mean_word_length", "max_mean_word_length",
-                     "max_symbol_word_ratio", "min_stop_words"):
-            _check_positive("gopher_quality", name, getattr(self, name))
-        for name in ("max_bullet_lines_ratio", "max_ellipsis_lines_ratio", "min_alpha_words_ratio"):
-            _check_fraction("gopher_quality", name, getattr(self, name))
+    @model_validator(mode="after")
+    def _consistent(self) -> GopherQualityConfig:
         if None not in (self.min_doc_words, self.max_doc_words) and self.min_doc_words > self.max_doc_words:
-            raise ValueError("heuristics.gopher_quality.min_doc_words is above max_doc_words; swap them")
+            raise ValueError("min_doc_words is above max_doc_words; swap them")
         if None not in (self.min_mean_word_length, self.max_mean_word_length) and (
             self.min_mean_word_length > self.max_mean_word_length
         ):
-            raise ValueError("heuristics.gopher_quality.min_mean_word_length is above max_mean_word_length; swap them")
+            raise ValueError("min_mean_word_length is above max_mean_word_length; swap them")
         if self.min_stop_words is not None and not self.stop_words:
-            raise ValueError("heuristics.gopher_quality.stop_words is empty: list words or set min_stop_words to null")
+            raise ValueError("stop_words is empty: list words or set min_stop_words to null")
+        return self
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="forbid"))
 class C4Config:
     """C4 rules (Raffel et al. 2020, section 2.2) with DataTrove C4QualityFilter defaults: all on.
 
@@ -111,25 +120,19 @@ class C4Config:
     `filter_curly_bracket`, `min_num_sentences`.
     """
 
-    enabled: bool = True
-    max_word_length: int | None = 1000  # TFDS c4_utils: drop lines with a word longer than this
+    enabled: bool = True  # false switches off the whole family
+    max_word_length: PositiveInt = 1000  # TFDS c4_utils: drop lines with a word longer than this
     remove_citations: bool = True  # strip Wikipedia-style "[1]", "[edit]", "[citation needed]"
     filter_no_terminal_punct: bool = True  # "only retained lines that ended in a terminal punctuation mark"
-    min_words_per_line: int | None = 3  # "only retained lines that contained at least 3 words"
+    min_words_per_line: Annotated[int, Field(gt=0, le=1000)] | None = 3  # "only retained lines that contained at least 3 words"
     filter_lorem_ipsum: bool = True  # "removed any page where the phrase 'lorem ipsum' appeared"
     filter_javascript: bool = True  # "removed any line with the word Javascript"
     filter_curly_bracket: bool = True  # "removed any pages that contained a curly bracket"
     filter_policy: bool = True  # TFDS c4_utils: lines about cookies and terms of use
-    min_num_sentences: int | None = 5  # "discarded any page with fewer than 5 sentences"
-
-    def __post_init__(self) -> None:
-        for name in ("max_word_length", "min_words_per_line", "min_num_sentences"):
-            _check_positive("c4", name, getattr(self, name))
-        if self.min_words_per_line is not None and self.min_words_per_line > 1000:
-            raise ValueError(f"heuristics.c4.min_words_per_line must be <= 1000, got {self.min_words_per_line}")
+    min_num_sentences: PositiveInt = 5  # "discarded any page with fewer than 5 sentences"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="forbid"))
 class HeuristicsConfig:
     """Which documents the heuristics judge, and the three rule families.
 
@@ -146,11 +149,5 @@ class HeuristicsConfig:
     gopher_repetition: GopherRepetitionConfig = field(default_factory=GopherRepetitionConfig)
     gopher_quality: GopherQualityConfig = field(default_factory=GopherQualityConfig)
     c4: C4Config = field(default_factory=C4Config)
-    languages: tuple[str, ...] | None = ("en",)
-    apply_to_quality_levels: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if self.languages is not None and not self.languages:
-            raise ValueError("heuristics.languages is empty: use null to judge documents of every language")
-        if self.apply_to_quality_levels is not None and not self.apply_to_quality_levels:
-            raise ValueError("heuristics.apply_to_quality_levels is empty: use null to judge every quality level")
+    languages: Names = ("en",)  # languages judged; others pass; null: every document
+    apply_to_quality_levels: Names = None  # quality levels judged; null: every level

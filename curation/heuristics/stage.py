@@ -14,10 +14,8 @@ from curation.heuristics.config import HeuristicsConfig
 from curation.heuristics.gopher import (
     QUALITY_REASONS, REPETITION_REASONS, Parsed, Rule, quality_rules, repetition_rules,
 )
-from curation.schema import LANGUAGE, TEXT
+from curation.schema import LANGUAGE, QUALITY_LEVEL, TEXT
 from curation.stage import StageResult, split_by_reason
-
-QUALITY_LEVEL = "quality_level"
 
 #: Every reason this stage can drop a document for, in the order the rules run.
 DROP_REASONS = REPETITION_REASONS + QUALITY_REASONS + C4_REASONS

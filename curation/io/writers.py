@@ -102,6 +102,18 @@ def write_json_atomic(data: dict, path: str | Path) -> None:
     os.replace(temp, path)
 
 
+def read_json_if_present(path: str | Path) -> dict | None:
+    """A JSON file written by `write_json_atomic`; None when there is none, a one-line error naming
+    the file when it does not parse."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+
+
 def remove_temp_files(directory: str | Path) -> int:
     """Delete leftovers of writes that were killed; returns how many were removed."""
     directory = Path(directory)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pydantic import ConfigDict, Field, model_validator
+from pydantic.dataclasses import dataclass
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="forbid"))
 class SubstringDedupConfig:
     """Exactly one unit: `tokenizer` (windows of `min_tokens` tokens) or `min_bytes` (UTF-8 bytes).
 
@@ -18,26 +19,20 @@ class SubstringDedupConfig:
     is the number of hash ranges of the global passes (None: one per input shard).
     """
 
-    tokenizer: str | None = None
-    min_tokens: int = 50
-    min_bytes: int | None = None
-    keep_first: bool = False
-    min_doc_chars: int = 50
-    partitions: int | None = None
+    tokenizer: str | None = None  # tokenizer.json (or a directory with one): windows of min_tokens tokens
+    min_tokens: int = Field(default=50, ge=1)  # window length in tokens (Lee et al.: 50)
+    min_bytes: int | None = Field(default=None, ge=1)  # window length in UTF-8 bytes, without a tokenizer
+    keep_first: bool = False  # keep the earliest copy of each repeated window instead of cutting all
+    min_doc_chars: int = Field(default=50, ge=0)  # a cut document shorter than this is dropped
+    partitions: int | None = Field(default=None, ge=1)  # hash ranges of the global passes; null: one per shard
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _one_unit(self) -> SubstringDedupConfig:
         if (self.tokenizer is None) == (self.min_bytes is None):
             raise ValueError("substring_dedup needs exactly one unit: `tokenizer: PATH` (windows of min_tokens "
                              "tokens) or `tokenizer: null` with `min_bytes: N` (windows of N UTF-8 bytes), "
                              f"got tokenizer={self.tokenizer!r}, min_bytes={self.min_bytes!r}")
-        if self.min_tokens < 1:
-            raise ValueError(f"substring_dedup.min_tokens must be >= 1, got {self.min_tokens}")
-        if self.min_bytes is not None and self.min_bytes < 1:
-            raise ValueError(f"substring_dedup.min_bytes must be >= 1, got {self.min_bytes}")
-        if self.min_doc_chars < 0:
-            raise ValueError(f"substring_dedup.min_doc_chars must be >= 0, got {self.min_doc_chars}")
-        if self.partitions is not None and self.partitions < 1:
-            raise ValueError(f"substring_dedup.partitions must be >= 1 (or null: one per shard), got {self.partitions}")
+        return self
 
     @property
     def window(self) -> int:

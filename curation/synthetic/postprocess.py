@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curation.langid import predict_languages
+from curation.schema import SYNTHETIC_KIND
 from curation.synthetic.chunking import TokenCounter
 from curation.synthetic.config import PostprocessConfig
 from curation.synthetic.tasks import PromptTemplate
@@ -103,7 +104,7 @@ def postprocess(answers: pa.Table, prompts: dict[str, PromptTemplate], config: P
         truncated = pc.fill_null(pc.equal(answers["finish_reason"], "length"), False).to_numpy(zero_copy_only=False)
         reasons[(reasons == None) & truncated] = "truncated"  # noqa: E711 (elementwise)
     generated = np.full(n, None, dtype=object)  # the model's own text, cleaned
-    kinds = answers["synthetic_kind"].to_numpy(zero_copy_only=False)
+    kinds = answers[SYNTHETIC_KIND].to_numpy(zero_copy_only=False)
     outputs = strip_markdown(pc.fill_null(answers["output"], ""))
     for kind in np.unique(kinds):
         rows = np.flatnonzero(kinds == kind)

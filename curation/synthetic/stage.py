@@ -26,11 +26,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 
-from classifiers.ensemble import LEVELS, QUALITY_BUCKET, QUALITY_LEVEL
+from classifiers.ensemble import LEVEL_FLOORS
 from curation.exact_dedup import ExactDedupConfig, text_hashes
 from curation.io.readers import InputFileError, read_batches
 from curation.io.writers import ShardWriter, write_table_atomic
-from curation.schema import DROP_REASON, ID, LANGUAGE, LANGUAGE_SCORE, TEXT, with_document_columns
+from curation.schema import (
+    CHUNK_INDEX, DROP_REASON, ID, LANGUAGE, LANGUAGE_SCORE, N_TOKENS, PARENT_ID, QUALITY_BUCKET, QUALITY_LEVEL,
+    SYNTHETIC_KIND, TEXT, with_document_columns,
+)
 from curation.stage import StageStats
 from curation.synthetic.backends.base import Backend, GenerationRequest, GenerationResult
 from curation.synthetic.chunking import TokenCounter, chunk_documents
@@ -41,10 +44,6 @@ from curation.synthetic.tasks import PromptTemplate, load_prompt, route
 
 log = logging.getLogger(__name__)
 
-SYNTHETIC_KIND = "synthetic_kind"
-PARENT_ID = "parent_id"
-CHUNK_INDEX = "chunk_index"
-N_TOKENS = "n_tokens"
 ROW = "row"
 PLAN_REASON = "plan_reason"
 
@@ -57,11 +56,6 @@ ANSWER_SCHEMA = pa.schema([
     (ID, pa.string()), ("output", pa.string()), ("finish_reason", pa.string()), ("error", pa.string()),
     ("prompt_tokens", pa.int32()), ("generated_tokens", pa.int32()), ("attempts", pa.int16()),
 ])
-#: Parent columns a synthetic row does not inherit (it has its own).
-_NOT_INHERITED = {ID, TEXT, LANGUAGE, LANGUAGE_SCORE, N_TOKENS, SYNTHETIC_KIND, PARENT_ID, CHUNK_INDEX}
-#: The lowest bucket of each quality level, for inputs that carry only `quality_level`.
-_LEVEL_FLOOR = {"high": 19, "medium-high": 18, "medium": 12, "medium-low": 7, "low": 0}
-assert set(_LEVEL_FLOOR) == set(LEVELS)
 
 
 def unit_id(parent_id: str, kind: str | None, chunk_index: int) -> str:
@@ -82,7 +76,7 @@ def quality_buckets(table: pa.Table, config: RephraseConfig, path: str) -> np.nd
         buckets = pc.fill_null(table[QUALITY_BUCKET].cast(pa.int64()), -1).to_numpy(zero_copy_only=False).copy()
     elif QUALITY_LEVEL in table.column_names:
         levels = table[QUALITY_LEVEL].to_pylist()
-        buckets = np.array([_LEVEL_FLOOR.get(level, -1) for level in levels], dtype=np.int64)
+        buckets = np.array([LEVEL_FLOORS.get(level, -1) for level in levels], dtype=np.int64)  # a level's lowest bucket
     else:
         buckets = np.full(table.num_rows, -1, dtype=np.int64)
     missing = buckets < 0
@@ -292,17 +286,17 @@ def read_answers(answers_dir: Path) -> pa.Table:
 
 
 def read_parents(input_path: str, rows: np.ndarray, documents: int, batch_rows: int) -> pa.Table:
-    """The input documents at positions `rows` (sorted), without their text."""
+    """The input documents at positions `rows` (sorted), without their text; with the input's
+    columns even when no row is wanted, since they make the columns of the synthetic rows."""
     parts, first = [], 0
     try:
         for raw in read_batches(input_path, source="", batch_rows=batch_rows):
-            if first >= documents:
-                break
             table = raw.table.drop_columns([c for c in raw.table.column_names if c == TEXT])
             wanted = rows[(rows >= first) & (rows < first + table.num_rows)] - first
-            if len(wanted):
-                parts.append(table.take(pa.array(wanted)))
+            parts.append(table.take(pa.array(wanted, pa.int64())))
             first += table.num_rows + raw.rejected.num_rows
+            if first >= documents:
+                break
     except InputFileError:
         pass  # counted when planning; the rows read before the error are all that is needed
     return pa.concat_tables(parts, promote_options="default") if parts else pa.table({ID: pa.array([], pa.string())})
@@ -376,20 +370,21 @@ def _drop_duplicates(texts: np.ndarray, reasons: np.ndarray, seen: set[str]) -> 
 def _output_rows(joined: pa.Table, kept: np.ndarray, texts: np.ndarray, language: np.ndarray,
                  scores: np.ndarray, parents: pa.Table, parent_at: dict[int, int], counter: TokenCounter,
                  exact_counts: bool) -> pa.Table:
-    """Synthetic rows: the parent's columns (quality, provenance) plus their own id, text, kind."""
+    """Synthetic rows: the parent's columns in its order (quality, provenance), with their own id,
+    text and language, then synthetic_kind, parent_id, chunk_index, n_tokens. The columns
+    follow from the parents' schema alone, so that every shard has the same ones, empty or not."""
     units = joined.take(pa.array(kept, pa.int64()))
     positions = pa.array([parent_at[r] for r in units[ROW].to_pylist()], pa.int64())
-    inherited = parents.select([c for c in parents.column_names if c not in _NOT_INHERITED]).take(positions)
+    inherited = parents.take(positions)
     row_texts = texts[kept].tolist()
     n_tokens = pa.array(counter.count(row_texts).astype(np.int32)) if exact_counts else pa.nulls(len(kept), pa.int32())
-    table = inherited
-    for name, values in ((ID, units[ID]), (TEXT, pa.array(row_texts, pa.string())),
-                         (LANGUAGE, pa.array(language[kept].tolist(), pa.string())),
-                         (LANGUAGE_SCORE, pa.array(scores[kept], pa.float32(), mask=np.isnan(scores[kept]))),
-                         (SYNTHETIC_KIND, units[SYNTHETIC_KIND]), (PARENT_ID, units[PARENT_ID]),
-                         (CHUNK_INDEX, units[CHUNK_INDEX]), (N_TOKENS, n_tokens)):
-        table = table.append_column(name, values)
-    return with_document_columns(table)
+    own = {ID: units[ID], TEXT: pa.array(row_texts, pa.string()),
+           LANGUAGE: pa.array(language[kept].tolist(), pa.string()),
+           LANGUAGE_SCORE: pa.array(scores[kept], pa.float32(), mask=np.isnan(scores[kept])),
+           SYNTHETIC_KIND: units[SYNTHETIC_KIND], PARENT_ID: units[PARENT_ID], CHUNK_INDEX: units[CHUNK_INDEX],
+           N_TOKENS: n_tokens}
+    names = parents.column_names + [name for name in own if name not in parents.column_names]
+    return with_document_columns(pa.table({name: own[name] if name in own else inherited[name] for name in names}))
 
 
 def _report(joined: pa.Table, reasons: np.ndarray, language: np.ndarray, kept: np.ndarray,

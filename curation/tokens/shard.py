@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -15,7 +14,8 @@ import pyarrow as pa
 
 from curation.io.readers import InputFileError, read_batches
 from curation.io.writers import ShardWriter, write_json_atomic
-from curation.shards import ShardTask
+from curation.shards import ShardTask, discard_shard, finished_stats
+from curation.schema import N_TOKENS
 from curation.stage import text_bytes
 from curation.tokens.stage import TOKEN_SCHEMA, GroupCounts, TokenizeConfig, TokenizeStage
 
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 class TokenStats:
     """Counts of a tokenize run (or one shard of it); shards add up with `+`."""
 
+    name: str = "tokenize"
     docs: int = 0
     tokens: int = 0
     text_bytes: int = 0
@@ -36,13 +37,20 @@ class TokenStats:
 
     def __add__(self, other: TokenStats) -> TokenStats:
         dropped = {k: self.dropped.get(k, 0) + other.dropped.get(k, 0) for k in {*self.dropped, *other.dropped}}
-        return TokenStats(docs=self.docs + other.docs, tokens=self.tokens + other.tokens,
+        return TokenStats(name=self.name, docs=self.docs + other.docs, tokens=self.tokens + other.tokens,
                           text_bytes=self.text_bytes + other.text_bytes, dropped=dropped,
                           seconds=self.seconds + other.seconds, groups=self.groups + other.groups,
                           errors=self.errors + other.errors)
 
+    def check_accounting(self) -> None:
+        """Raise if the group counts (what mixtures are planned from) disagree with the totals."""
+        grouped = (sum(self.groups.docs.values()), sum(self.groups.tokens.values()))
+        if grouped != (self.docs, self.tokens):
+            raise RuntimeError(f"{self.name}: {self.docs} docs and {self.tokens} tokens, but the groups "
+                               f"count {grouped[0]} and {grouped[1]}")
+
     def to_dict(self) -> dict:
-        return {"docs": self.docs, "tokens": self.tokens, "text_bytes": self.text_bytes,
+        return {"name": self.name, "docs": self.docs, "tokens": self.tokens, "text_bytes": self.text_bytes,
                 "dropped": dict(sorted(self.dropped.items())), "seconds": round(self.seconds, 3),
                 "groups": self.groups.to_list(), "errors": self.errors}
 
@@ -53,10 +61,10 @@ class TokenStats:
 
 def tokenize_shard(config: TokenizeConfig, task: ShardTask) -> TokenStats:
     """Tokenize `task.input_path` into `task.output_path` unless done under the same key."""
-    if task.stats_path.exists() and task.output_path.exists():
-        done = json.loads(task.stats_path.read_text())
-        if done.get("stage_key") == task.stage_key:
-            return TokenStats.from_dict(done["stats"])
+    done = finished_stats(task, TokenStats)
+    if done is not None:
+        return done
+    discard_shard(task)
     started = time.perf_counter()
     stage = TokenizeStage(config)
     stats = TokenStats()
@@ -79,6 +87,6 @@ def tokenize_shard(config: TokenizeConfig, task: ShardTask) -> TokenStats:
 
 
 def _batch_stats(documents: pa.Table, tokens: pa.Table, rejected_rows: int) -> TokenStats:
-    return TokenStats(docs=tokens.num_rows, tokens=int(tokens["n_tokens"].to_numpy().sum()),
+    return TokenStats(docs=tokens.num_rows, tokens=int(tokens[N_TOKENS].to_numpy().sum()),
                       text_bytes=text_bytes(documents), groups=GroupCounts.of(tokens),
                       dropped={"rejected_by_reader": rejected_rows} if rejected_rows else {})

@@ -16,14 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import ConfigDict, Field
+from pydantic import dataclasses as pydantic_dataclasses
 
-from curation.schema import ID, SOURCE, TEXT
+from curation.schema import ID, INPUT_IDS, N_TOKENS, QUALITY_LEVEL, SOURCE, SYNTHETIC_KIND, TEXT
 from curation.tokens.tokenizer import LoadedTokenizer, load_tokenizer
 
-QUALITY_LEVEL = "quality_level"
-SYNTHETIC_KIND = "synthetic_kind"
-N_TOKENS = "n_tokens"
-INPUT_IDS = "input_ids"
 GROUP_KEYS = (SOURCE, QUALITY_LEVEL, SYNTHETIC_KIND)
 #: Footer key of token shards; training.data.shards reads the same key.
 TOKENS_METADATA_KEY = "ccforge.tokens"
@@ -38,19 +36,15 @@ TOKEN_SCHEMA = pa.schema([
 ])
 
 
-@dataclass(frozen=True, kw_only=True)
+@pydantic_dataclasses.dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="forbid"))
 class TokenizeConfig:
     """How documents become tokens. `tokenizer` is a local Hugging Face tokenizer directory."""
 
     tokenizer: str
     add_bos: bool = False
     add_eos: bool = True  # Megatron/Nemotron append EOD to every document
-    batch_rows: int = 1000
-    row_group_rows: int = 1000  # documents per row group: the loader's unit of reading
-
-    def __post_init__(self) -> None:
-        if self.batch_rows < 1 or self.row_group_rows < 1:
-            raise ValueError("batch_rows and row_group_rows must be at least 1")
+    batch_rows: int = Field(default=1000, ge=1)
+    row_group_rows: int = Field(default=1000, ge=1)  # documents per row group: the loader's unit of reading
 
 
 class TokenizeStage:

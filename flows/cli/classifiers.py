@@ -8,8 +8,6 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-
 from flows.errors import UserError
 
 TRAIN_EXAMPLE = "examples/classifiers.yaml"
@@ -50,32 +48,14 @@ def cmd_classifiers(args: argparse.Namespace) -> None:
      "score": cmd_score}[args.classifiers_command](args)
 
 
-def load_train_config(path: str | None, **overrides: object):
-    """The training YAML validated into `classifiers.train.TrainConfig`; errors name file and field."""
-    from classifiers.train import TrainConfig
-    from flows.config.curate import config_error, read_config_mapping
-
-    data = read_config_mapping(path, overrides)
-
-    class TrainFile(BaseModel):  # pydantic applies extra="forbid" to the nested dataclasses too
-        model_config = ConfigDict(extra="forbid")
-        config: TrainConfig
-
-    try:
-        return TrainFile.model_validate({"config": data}).config
-    except ValidationError as err:
-        raise config_error(path, err, skip_loc=1) from err
-
-
 def cmd_build_training_set(args: argparse.Namespace) -> None:
     import collections
-    import dataclasses
 
     from classifiers.training_set import build_training_set, write_training_set
+    from flows.config.classifiers import load_classifiers_config
 
-    config = load_train_config(args.config).training_set
-    if args.max_docs_per_source is not None:
-        config = dataclasses.replace(config, max_docs_per_source=args.max_docs_per_source)
+    config = load_classifiers_config(args.config, **{"training_set.max_docs_per_source": args.max_docs_per_source})
+    config = config.training_set
     table = build_training_set(config)
     write_training_set(table, args.output)
     counts = collections.Counter(zip(table["source"].to_pylist(), table["label"].to_pylist(), table["split"].to_pylist()))
@@ -86,8 +66,9 @@ def cmd_build_training_set(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from classifiers.train import train
+    from flows.config.classifiers import load_classifiers_config
 
-    config = load_train_config(args.config, output_dir=args.output_dir)
+    config = load_classifiers_config(args.config, output_dir=args.output_dir)
     train(config)
     print(f"models and ensemble.json: {config.output_dir}")
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
 from flows.errors import ConfigError, StageFailed, TrainingFailed, UserError, WorkdirBusy
+from flows.server import ServerFailed
 
 log = logging.getLogger("ccforge")
 
@@ -89,9 +91,13 @@ def _curate_overrides(args: argparse.Namespace) -> dict:
 def cmd_curate(args: argparse.Namespace) -> None:
     from flows.config.curate import load_curate_config
     from flows.curate import curate
+    from flows.engine.stages import resolve_inputs
+    from flows.server import command_api
 
     config = load_curate_config(args.config, **_curate_overrides(args))
-    curate(config)
+    resolve_inputs(config)  # a bad config or a missing input fails here, before any server or cluster starts
+    with command_api():
+        curate(config)
     print(f"curated shards: {Path(config.workdir) / 'curated'}  report: {Path(config.workdir) / 'report.md'}")
 
 
@@ -156,6 +162,7 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
     from flows.config.curate import load_curate_config
     from flows.pipeline import TrainingSettings, pipeline
     from flows.engine.rephrase import quickstart_rephrase
+    from flows.server import command_api
 
     started = time.perf_counter()
     workdir = Path(args.workdir)
@@ -172,7 +179,8 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
                                 rephrase=rephrase, substring_dedup=QUICKSTART_SUBSTRING_DEDUP,
                                 dask={k: v for k, v in (("scheduler", args.scheduler),
                                                         ("workers", args.workers)) if v is not None})
-    result = pipeline(config, workdir, TrainingSettings(**QUICKSTART_TRAINING))
+    with command_api():
+        result = pipeline(config, workdir, TrainingSettings(**QUICKSTART_TRAINING))
     training = result.training
     print(f"\nquickstart finished in {time.perf_counter() - started:.0f} s")
     print(f"  sample crawl (WARC):   {crawl_dir}")
@@ -201,10 +209,13 @@ COMMANDS = {"quickstart": cmd_quickstart, "sample-corpus": cmd_sample_corpus, "c
             "stage": cmd_stage, "model": cmd_model}
 # Command groups in their own modules: each has `add_commands(subparsers) -> {name: handler}`.
 COMMAND_MODULES: list[str] = ["flows.cli.tokens", "flows.cli.classifiers", "flows.cli.train",
-                              "flows.cli.rephrase", "flows.cli.report", "flows.cli.schedule"]
+                              "flows.cli.rephrase", "flows.cli.report", "flows.cli.schedule", "flows.cli.server"]
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Dask's cluster lifecycle chatter (workers joining, leaving) is noise in a CLI run; set before
+    # Dask is first imported, and inherited by the worker processes.
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     args = build_parser().parse_args(argv)
     # Our own progress at INFO; libraries (httpx, distributed) only when something is wrong.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -223,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"ccforge {args.command}: error: {str(err).splitlines()[0]}", file=sys.stderr)
         return 2
-    except (StageFailed, TrainingFailed) as err:
+    except (StageFailed, TrainingFailed, ServerFailed) as err:
         print(f"ccforge {args.command}: {err}", file=sys.stderr)
         return 1
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,16 +43,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> dict[str, Callable[[
     return {"rephrase": cmd_rephrase}
 
 
-def _deep_merge(base: dict, overrides: dict) -> dict:
-    merged = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict):
-            merged[key] = _deep_merge(merged.get(key) or {}, value)
-        elif value is not None:
-            merged[key] = value
-    return merged
-
-
 def _buckets(text: str | None) -> list[int] | None:
     if text is None:
         return None
@@ -83,26 +72,22 @@ def rephrase_overrides(args: argparse.Namespace, file_backend: str | None) -> di
 def load_rephrase_config(path: str | None, args: argparse.Namespace | None = None):
     """The `rephrase:` section of a curate-style YAML with the command line's overrides, validated
     (errors name the file and the field)."""
-    from pydantic import ValidationError
+    from flows.config.curate import CurateConfig
+    from flows.errors import ConfigError
+    from training.yaml_config import merge_overrides, read_yaml_mapping, validate_config
 
-    from flows.config.curate import CurateConfig, config_error, read_config_mapping
-
-    data = read_config_mapping(path, {})
-    section = data.get("rephrase") or {}
+    data = read_yaml_mapping(path, ConfigError) if path is not None else {}
     if args is not None:
-        section = _deep_merge(section, rephrase_overrides(args, section.get("backend")))
-    try:
-        config = CurateConfig.model_validate(data | {"rephrase": section}).rephrase
-    except ValidationError as err:
-        raise config_error(path, err) from err
+        data = merge_overrides(data, {"rephrase": rephrase_overrides(args, (data.get("rephrase") or {}).get("backend"))})
+    config = validate_config(CurateConfig, data, path, ConfigError).rephrase
     config.require_backend()
     return config
 
 
 def cmd_rephrase(args: argparse.Namespace) -> None:
     from curation.io.readers import expand_inputs
-    from flows.engine.stage_dir import fingerprint_files
     from flows.engine.rephrase import run_rephrase_stage
+    from flows.engine.stage_dir import STATS_FILE, fingerprint_files, read_stage_stats
     from flows.report.funnel import funnel_markdown
 
     config = load_rephrase_config(args.config, args)
@@ -111,9 +96,9 @@ def cmd_rephrase(args: argparse.Namespace) -> None:
     stats, _ = run_rephrase_stage(config, inputs, fingerprint_files(files), Path(args.output), strict=args.strict,
                                   batch_rows=args.batch_rows, progress=print)
     print(funnel_markdown([stats]))
-    report = json.loads((Path(args.output) / "stats.json").read_text())["rephrase"]
+    report = read_stage_stats(args.output)["rephrase"]
     print("\n| task | chunks | kept | drops |\n|---|---:|---:|---|")
     for task, counts in report["tasks"].items():
         drops = ", ".join(f"{r} {n}" for r, n in sorted(counts["dropped"].items(), key=lambda kv: -kv[1])) or "-"
         print(f"| {task} | {counts['chunks']:,} | {counts['kept']:,} | {drops} |")
-    print(f"\nsynthetic rows: {args.output}  counts: {Path(args.output) / 'stats.json'}")
+    print(f"\nsynthetic rows: {args.output}  counts: {Path(args.output) / STATS_FILE}")

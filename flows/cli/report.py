@@ -28,5 +28,8 @@ def cmd_report(args: argparse.Namespace) -> None:
         raise UserError(f"--top-languages {args.top_languages}: must be at least 1")
     paths = write_run_report(args.workdir, top_languages=args.top_languages)
     if args.prefect_artifact:
-        publish_report_artifact(paths["markdown"])
+        from flows.server import command_api
+
+        with command_api():
+            publish_report_artifact(paths["markdown"])
     print(f"report: {paths['html']}  {paths['markdown']} (charts in {paths['images']})")

@@ -21,7 +21,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> dict[str, Callable[[
         description="Serve a Prefect deployment that runs `curate` (a curate YAML) or `pipeline` (a pipeline YAML) "
                     "on a schedule, until interrupted. Every run reads the config again and lists the inputs "
                     "again: new crawl files are curated, finished shards reused; WORKDIR/runs.jsonl says what "
-                    "each run wrote. Runs go to $PREFECT_API_URL, else to a Prefect server this process starts.")
+                    "each run wrote. Runs go to $PREFECT_API_URL, else to the shared server of `ccforge server start`, "
+                    "else to a Prefect server this process starts (and stops).")
     schedule.add_argument("config", help="curate YAML (--flow curate) or pipeline YAML (--flow pipeline)")
     schedule.add_argument("--flow", default="curate", choices=("curate", "pipeline"), help="default curate")
     when = schedule.add_mutually_exclusive_group(required=True)
@@ -34,9 +35,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> dict[str, Callable[[
 def cmd_pipeline(args: argparse.Namespace) -> None:
     from flows.pipeline import pipeline
     from flows.config.pipeline import load_pipeline_config
+    from flows.engine.stages import resolve_inputs
+    from flows.server import command_api
 
     config = load_pipeline_config(args.config, workdir=args.workdir)
-    result = pipeline(config.curate, config.workdir, config.training)
+    resolve_inputs(config.curate)  # a bad config or a missing input fails here, before any server or cluster starts
+    with command_api():
+        result = pipeline(config.curate, config.workdir, config.training)
     training = result.training
     print(f"curated: {config.curate.workdir}/curated  mixture: {result.mixture.mixture}")
     print(f"training: {training.run_dir} ({training.steps} steps, loss {training.first_loss:.3f} -> "

@@ -45,12 +45,13 @@ def cmd_tokenizer(args: argparse.Namespace) -> None:
 def cmd_tokenize(args: argparse.Namespace) -> None:
     from curation.tokens import TokenizeConfig, load_tokenizer
     from flows.engine.cluster import dask_client
-    from flows.engine.tokenize import finished_tokenize, resolve_token_inputs, run_tokenize, tokenize_key
+    from flows.engine.stage_dir import finished_stage
+    from flows.engine.tokenize import resolve_token_inputs, run_tokenize, tokenize_run
 
     load_tokenizer(args.tokenizer)  # a bad directory fails here, in one line, before Dask starts
     config = TokenizeConfig(tokenizer=str(Path(args.tokenizer).resolve()), add_bos=args.bos, add_eos=args.eos)
     inputs = resolve_token_inputs(args.input, args.source)
-    stats = finished_tokenize(Path(args.output), tokenize_key(config, inputs, args.strict))
+    stats = finished_stage(tokenize_run(config, inputs, args.output, strict=args.strict))
     if stats is not None:
         print("tokenize: finished earlier, skipped")
     else:

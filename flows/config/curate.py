@@ -1,10 +1,10 @@
-"""The curate YAML config: one pydantic model over the stages' own dataclass configs."""
+"""The curate YAML config: one pydantic model over the stages' own (pydantic dataclass) configs."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from classifiers.stage import ClassifyConfig
 from curation.exact_dedup import ExactDedupConfig
@@ -15,7 +15,7 @@ from curation.langid import LangIdConfig
 from curation.substring_dedup.config import SubstringDedupConfig
 from curation.synthetic.config import RephraseConfig
 from flows.errors import ConfigError
-from training.yaml_config import read_yaml_mapping, validation_message
+from training.yaml_config import load_config
 
 #: Stages in the order the curate flow runs them (Nemotron-CC: exact, fuzzy, then substring dedup, then quality buckets,
 #: then heuristics, which may spare the high-quality levels, then synthetic rephrasing of the
@@ -28,28 +28,32 @@ class InputSpec(BaseModel):
     """Files to curate: a path, directory or glob (any fsspec URL) and its dataset name."""
 
     model_config = ConfigDict(extra="forbid")
-    path: str
+    path: str  # WARC (.warc.gz), JSONL or Parquet files: a path, directory or glob (any fsspec URL)
     source: str | None = None  # default: the name of the directory holding the files
 
 
 class DaskSettings(BaseModel):
+    """Where the stages run: a LocalCluster started for the run, or an existing Dask cluster."""
+
     model_config = ConfigDict(extra="forbid")
     scheduler: str | None = None  # tcp://host:8786 of an existing cluster; None starts a LocalCluster
-    workers: int = Field(default=2, ge=1)
-    threads_per_worker: int = Field(default=1, ge=1)
-    memory_limit: str = "auto"
+    workers: int = Field(default=2, ge=1)  # LocalCluster worker processes
+    threads_per_worker: int = Field(default=1, ge=1)  # LocalCluster threads per worker
+    memory_limit: str = "auto"  # LocalCluster memory per worker ("4GiB"; auto: the machine's share)
 
 
 class CurateConfig(BaseModel):
+    """`ccforge curate`: inputs, the work directory, the Dask cluster and one section per stage."""
+
     model_config = ConfigDict(extra="forbid")
-    inputs: list[InputSpec] = Field(default_factory=list)
-    workdir: str = "work"
+    inputs: list[InputSpec] = Field(default_factory=list)  # files to curate (or --input on the command line)
+    workdir: str = "work"  # one directory per stage, curated/ and the report under it
     #: Default: every stage, `substring-dedup` only with a `substring_dedup` section, `classify` only
     #: when `classify.classifiers` names models and `rephrase` only when `rephrase.backend` is set.
     stages: list[str] | None = None
     strict: bool = False  # stop at the first unreadable input file instead of reporting it
     keep_rejects: bool = False  # write every dropped row to <stage>/rejected/, not only bad input
-    batch_rows: int = Field(default=1000, ge=1)
+    batch_rows: int = Field(default=1000, ge=1)  # documents per Arrow batch: what a task holds in memory at once
     #: Inputs larger than this (uncompressed JSONL, Parquet with several row groups, .warc.gz) are
     #: cut into pieces of about this size, one task each; null: one task per file.
     split_bytes: int | None = Field(default=32 << 20, ge=1)
@@ -92,26 +96,7 @@ class CurateConfig(BaseModel):
         return self
 
 
-def read_config_mapping(path: str | Path | None, overrides: dict) -> dict:
-    """The YAML mapping at `path` (empty when None) with the non-None `overrides` applied;
-    an override of a section (a dict) updates that section's fields instead of replacing it."""
-    data = read_yaml_mapping(path, ConfigError) if path is not None else {}
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key] = data[key] | value
-        elif value is not None:
-            data[key] = value
-    return data
-
-
-def config_error(path: str | Path | None, err: ValidationError, skip_loc: int = 0, section: str = "") -> ConfigError:
-    """The first validation error as one line naming the file and the field."""
-    return ConfigError(validation_message(path, err, skip_loc, section))
-
-
 def load_curate_config(path: str | Path | None, **overrides: object) -> CurateConfig:
-    """Read YAML (or defaults when `path` is None), apply non-None overrides, validate."""
-    try:
-        return CurateConfig.model_validate(read_config_mapping(path, overrides))
-    except ValidationError as err:
-        raise config_error(path, err) from err
+    """Read YAML (or defaults when `path` is None), merge the overrides (`training.yaml_config.merge_overrides`:
+    `fuzzy_dedup={"threshold": 0.7}` or `**{"fuzzy_dedup.threshold": 0.7}`), validate."""
+    return load_config(CurateConfig, path, overrides, ConfigError)

@@ -39,8 +39,8 @@ from classifiers.thresholds import (
 from curation.io.readers import readable_batches
 from curation.io.writers import write_json_atomic, write_table_atomic
 from curation.stage import StageResult, StageStats, split_by_reason
-from flows.engine.cluster import map_shards, gather_per_input
-from flows.engine.stage_dir import SHARD_FILES, StageRun, run_resumable, shard_keys, stage_key
+from flows.engine.cluster import gather_per_input, map_shards, run_cluster_stage
+from flows.engine.stage_dir import SHARD_FILES, StageRun, shard_keys, stage_key
 
 log = logging.getLogger("ccforge")
 
@@ -77,8 +77,8 @@ def run_classify(client: Client, run: StageRun, config: ClassifyConfig,
     """Score every shard, compute (or reuse) the percentile cuts, write bucketed shards."""
     config.require_classifiers()
     # Scores are named by their shard's key: a rerun over more inputs scores only the new shards.
-    return run_resumable(run, lambda: _classify_passes(client, run, config, progress), progress,
-                         keep=(*SHARD_FILES, SCORES_DIR))
+    return run_cluster_stage(run, lambda: _classify_passes(client, run, config, progress), progress,
+                             keep=(*SHARD_FILES, SCORES_DIR))
 
 
 def _classify_passes(client: Client, run: StageRun, config: ClassifyConfig,

@@ -14,7 +14,7 @@ from distributed import Client, LocalCluster, as_completed
 
 from curation.shards import ShardTask, finished_stats, run_shard
 from curation.stage import Stage, StageStats
-from flows.engine.stage_dir import StageRun, run_resumable, shard_keys
+from flows.engine.stage_dir import SHARD_FILES, StatsT, StageRun, run_resumable, shard_keys
 from flows.errors import StageFailed
 
 log = logging.getLogger("ccforge")
@@ -40,14 +40,29 @@ def dask_client(scheduler: str | None = None, *, workers: int = 2, threads_per_w
         yield client
 
 
+def run_cluster_stage(run: StageRun, body: Callable[[], StatsT], progress: Callable[[str], None] = log.info,
+                      keep: tuple[str, ...] = SHARD_FILES) -> StatsT:
+    """`run_resumable` for a stage whose work runs on the cluster: a failure of a global pass (a
+    shuffle, a reduction) names the stage; a shard's failure already names its input too."""
+    def named_failures() -> StatsT:
+        try:
+            return body()
+        except StageFailed:
+            raise
+        except Exception as err:
+            raise StageFailed(f"stage {run.name} failed: {_reason(err)}") from err
+
+    return run_resumable(run, named_failures, progress, keep=keep)
+
+
 def run_partition_stage(client: Client, run: StageRun, make_stage: Callable[[], Stage],
                         progress: Callable[[str], None] = log.info) -> StageStats:
     """Map a per-partition stage over every input shard on the cluster.
 
     `make_stage` is called on the worker (it may load a model there, once per shard).
     """
-    return run_resumable(run, lambda: map_shards(client, run, [make_stage] * len(run.inputs), progress),
-                         progress)
+    return run_cluster_stage(run, lambda: map_shards(client, run, [make_stage] * len(run.inputs), progress),
+                             progress)
 
 
 def _build_and_run_shard(make_stage: Callable[[], Stage], task: ShardTask) -> StageStats:
@@ -55,24 +70,33 @@ def _build_and_run_shard(make_stage: Callable[[], Stage], task: ShardTask) -> St
 
 
 def map_shards(client: Client, run: StageRun, stage_makers: list[Callable[[], Stage]],
-                progress: Callable[[str], None], decisions: list[str] | None = None) -> StageStats:
-    """Run every shard whose key changed on the cluster; reuse the others as they are."""
+               progress: Callable[[str], None], decisions: list[str] | None = None) -> StageStats:
+    """Run the stage `stage_makers[i]()` over every input shard whose key changed; reuse the others."""
+    return run_shard_tasks(client, run, [functools.partial(_build_and_run_shard, make) for make in stage_makers],
+                           progress, decisions)
+
+
+def run_shard_tasks(client: Client, run: StageRun, shard_functions: list[Callable[[ShardTask], StatsT]],
+                    progress: Callable[[str], None], decisions: list[str] | None = None) -> StatsT:
+    """`shard_functions[i](task)` on the cluster for every input shard whose key changed (the
+    function writes the shard and returns its `run.stats_type` counts); the others are reused as
+    they are. Returns the counts of all shards; a failure cancels the rest and names the input."""
     tasks = [ShardTask(stage_key=key, input_path=path, source=source,
-                     output_dir=str(run.output_dir), index=i, keep_rejects=run.keep_rejects,
-                     strict=run.strict, batch_rows=run.batch_rows)
+                       output_dir=str(run.output_dir), index=i, keep_rejects=run.keep_rejects,
+                       strict=run.strict, batch_rows=run.batch_rows)
              for i, ((path, source), key) in enumerate(zip(run.inputs, shard_keys(run, decisions)))]
     _remove_shards_beyond(run.output_dir, len(tasks))
-    total = StageStats(name=run.name)
+    total = run.stats_type(name=run.name)
     pending = []
-    for maker, task in zip(stage_makers, tasks):
-        done = finished_stats(task)
+    for function, task in zip(shard_functions, tasks):
+        done = finished_stats(task, run.stats_type)
         if done is None:
-            pending.append((maker, task))
+            pending.append((function, task))
         else:
             total = total + done
     if len(pending) < len(tasks):
         progress(f"{run.name}: {len(tasks) - len(pending)} of {len(tasks)} shards finished earlier, reused")
-    futures = {client.submit(_build_and_run_shard, maker, task, pure=False): task for maker, task in pending}
+    futures = {client.submit(function, task, pure=False): task for function, task in pending}
     for finished, future in enumerate(as_completed(futures), start=1):
         task = futures[future]
         try:
@@ -113,9 +137,12 @@ def cluster_mapper(client: Client, stage: str) -> Callable[..., list]:
     return functools.partial(map_on_cluster, client, stage)
 
 
-def _reason(err: BaseException, path: str) -> str:
+def _reason(err: BaseException, path: str = "") -> str:
     """The first line of `err` without the path it starts with (InputFileError messages do)."""
-    return str(err).splitlines()[0].removeprefix(f"{path}: ") if str(err) else type(err).__name__
+    if not str(err):
+        return type(err).__name__
+    first = str(err).splitlines()[0]
+    return first.removeprefix(f"{path}: ") if path else first
 
 
 def _remove_shards_beyond(output_dir: Path, count: int) -> None:

@@ -16,8 +16,8 @@ from distributed import Client
 
 from curation.exact_dedup import ROW, ExactDedupConfig, group_partition, hash_shard, shard_duplicates
 from curation.stage import RowDropFilter, StageStats
-from flows.engine.cluster import map_on_cluster, map_shards
-from flows.engine.stage_dir import StageRun, run_resumable
+from flows.engine.cluster import map_on_cluster, map_shards, run_cluster_stage
+from flows.engine.stage_dir import StageRun
 
 log = logging.getLogger("ccforge")
 
@@ -27,7 +27,7 @@ DUPLICATES_DIR = "duplicates.parquet"
 def run_exact_dedup(client: Client, run: StageRun, config: ExactDedupConfig,
                     progress: Callable[[str], None] = log.info) -> StageStats:
     """Hash every shard, find the copies per hash range, list them per shard, filter every shard."""
-    return run_resumable(run, lambda: _exact_dedup_passes(client, run, config, progress), progress)
+    return run_cluster_stage(run, lambda: _exact_dedup_passes(client, run, config, progress), progress)
 
 
 def _exact_dedup_passes(client: Client, run: StageRun, config: ExactDedupConfig,

@@ -15,8 +15,8 @@ from curation.fuzzy_dedup.config import FuzzyDedupConfig
 from curation.fuzzy_dedup.passes import bucket_range, minhash_shard, shard_duplicates, verify_shard
 from curation.io.writers import write_json_atomic
 from curation.stage import StageStats
-from flows.engine.cluster import cluster_mapper, map_on_cluster, map_shards
-from flows.engine.stage_dir import StageRun, run_resumable
+from flows.engine.cluster import cluster_mapper, map_on_cluster, map_shards, run_cluster_stage
+from flows.engine.stage_dir import StageRun
 from flows.engine.exact_dedup import DUPLICATES_DIR, load_duplicate_filter
 
 log = logging.getLogger("ccforge")
@@ -25,7 +25,7 @@ log = logging.getLogger("ccforge")
 def run_fuzzy_dedup(client: Client, run: StageRun, config: FuzzyDedupConfig,
                     progress: Callable[[str], None] = log.info) -> StageStats:
     """All passes over `run.inputs`; the kept rows of shard i go to part-0000i.parquet."""
-    return run_resumable(run, lambda: _fuzzy_dedup_passes(client, run, config, progress), progress)
+    return run_cluster_stage(run, lambda: _fuzzy_dedup_passes(client, run, config, progress), progress)
 
 
 def _fuzzy_dedup_passes(client: Client, run: StageRun, config: FuzzyDedupConfig,

@@ -1,12 +1,12 @@
 """The rephrase stage as `ccforge rephrase` and the curate flow run it: plan, generate, finish.
 
 Generation runs in this process (a local model on this machine's CPU or GPU, or requests to a
-server); the plan and finish passes are cheap. Layout of the stage directory:
+server); the plan and finish passes are cheap. Layout of the stage directory (beside the
+files every stage directory has, `flows.engine.stage_dir`; its counts gain a `rephrase` section):
 
     OUT/_plan/part-NNNNN.parquet              units of work of input shard N
     OUT/_generations/part-NNNNN/b*.parquet    answers, one file per backend batch
-    OUT/part-NNNNN.parquet, .stats.json       synthetic rows of shard N and their counts
-    OUT/stats.json, OUT/_SUCCESS              totals (with a `rephrase` section), the stage key
+    OUT/part-NNNNN.parquet (+ shard stats)    synthetic rows of shard N and their counts
 
 Two keys: the generation key (inputs, routing, budgets, prompts, sampling, model) guards the
 plan and the answers; the stage key adds post-processing. Changing only post-processing
@@ -16,18 +16,18 @@ re-finishes from the saved answers without generating anything again.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from curation.io.writers import write_json_atomic, write_table_atomic
+from curation.shards import ShardTask
 from curation.stage import StageStats
 from curation.synthetic.backends import Backend, build_backend, token_counter_for
 from curation.synthetic.chunking import TokenCounter
 from curation.synthetic.config import RephraseConfig
 from curation.synthetic.stage import RephraseReport, finish_shard, generate_shard, plan_shard, prompts_for
-from flows.engine.stage_dir import SUCCESS, fingerprint_files, prepare_stage_dir, stage_key
+from flows.engine.stage_dir import StageRun, fingerprint_files, run_resumable, stage_key
 
 #: Fields that change how fast answers come, not what they are: left out of the keys.
 _EXECUTION_ONLY = {"local": ("device", "batch_size", "torch_threads"),
@@ -60,22 +60,6 @@ def rephrase_keys(config: RephraseConfig, input_fingerprint: str, *, strict: boo
     return generation, stage_key("rephrase", {"generation": generation, "postprocess": postprocess}, input_fingerprint)
 
 
-def finished_rephrase(output_dir: Path, key: str) -> StageStats | None:
-    success = output_dir / SUCCESS
-    if success.exists() and json.loads(success.read_text()).get("stage_key") == key:
-        data = json.loads((output_dir / "stats.json").read_text())
-        data.pop("rephrase", None)
-        return StageStats.from_dict(data)
-    return None
-
-
-def prepare_rephrase_dir(output_dir: Path, generation_key: str) -> None:
-    """Keep plans and answers made under the same generation key (`_STAGE_KEY` holds it); clear
-    anything else; a re-finish starts unfinished."""
-    prepare_stage_dir(output_dir, generation_key)
-    (output_dir / SUCCESS).unlink(missing_ok=True)
-
-
 class _LazyBackend:
     """Builds the backend (loads the model) on first use only: a finished plan needs none."""
 
@@ -104,33 +88,33 @@ class _LazyBackend:
 def run_rephrase_stage(config: RephraseConfig, inputs: list[tuple[str, str]], input_fingerprint: str,
                        output_dir: Path, *, strict: bool = False, batch_rows: int = 1000,
                        progress: Callable[[str], None] = print) -> tuple[StageStats, str]:
-    """Rephrase every input shard into `output_dir`; returns the stats and the stage key."""
+    """Rephrase every input shard into `output_dir`; returns the stats and the stage key. Plans and
+    answers made under the same generation key are kept (`files_key`); anything else is cleared."""
     config.require_backend()
-    output_dir = Path(output_dir)
     generation_key, key = rephrase_keys(config, input_fingerprint, strict=strict)
-    done = finished_rephrase(output_dir, key)
-    if done is not None:
-        progress("rephrase: finished earlier, skipped")
-        return done, key
+    run = StageRun(name="rephrase", inputs=inputs, output_dir=Path(output_dir), stage_key=key, files_key=generation_key,
+                   strict=strict, batch_rows=batch_rows)
+    sections: dict = {}
+    stats = run_resumable(run, lambda: _rephrase(config, run, sections, progress), progress, sections=sections)
+    return stats, key
+
+
+def _rephrase(config: RephraseConfig, run: StageRun, sections: dict, progress: Callable[[str], None]) -> StageStats:
+    """Plan, generate and finish every shard; the stage's `rephrase` report goes to `sections`."""
     started = time.perf_counter()
-    prepare_rephrase_dir(output_dir, generation_key)
     counter = token_counter_for(config)
     backend = _LazyBackend(config)
-    errors, sent = _plan_and_generate(config, inputs, output_dir, counter, backend, strict=strict,
-                                      batch_rows=batch_rows, progress=progress)
+    errors, sent = _plan_and_generate(config, run.inputs, run.output_dir, counter, backend, strict=run.strict,
+                                      batch_rows=run.batch_rows, progress=progress)
     generate_seconds = time.perf_counter() - started
-    total, report = _finish(config, inputs, output_dir, counter, key)
+    total, report = _finish(config, run, counter)
     total.errors = errors
-    total.seconds = time.perf_counter() - started
-    total.check_accounting()
     this_run = {"chunks_sent": sent, "generate_seconds": round(generate_seconds, 3)} | backend.run_stats()
-    write_json_atomic(total.to_dict() | {"rephrase": report.to_dict() | {"this_run": this_run}},
-                      output_dir / "stats.json")
-    write_json_atomic({"stage_key": key, "shards": len(inputs)}, output_dir / SUCCESS)
+    sections["rephrase"] = report.to_dict() | {"this_run": this_run}
     speed = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in this_run.items() if k.endswith("_per_s"))
     progress(f"rephrase: {total.docs_out:,} synthetic rows from {report.rephrased:,} documents "
              f"({sent:,} chunks generated in this run, {generate_seconds:.1f} s{', ' + speed if speed else ''})")
-    return total, key
+    return total
 
 
 def _shard_paths(output_dir: Path, index: int) -> tuple[Path, Path]:
@@ -156,17 +140,18 @@ def _plan_and_generate(config: RephraseConfig, inputs: list[tuple[str, str]], ou
     return errors, sent
 
 
-def _finish(config: RephraseConfig, inputs: list[tuple[str, str]], output_dir: Path, counter: TokenCounter,
-            key: str) -> tuple[StageStats, RephraseReport]:
+def _finish(config: RephraseConfig, run: StageRun, counter: TokenCounter) -> tuple[StageStats, RephraseReport]:
     """Pass 3 in shard order (exact dedup keeps the first copy across shards)."""
     prompts = prompts_for(config)
     total, report, seen = StageStats(name="rephrase"), RephraseReport(), set()
-    for i, (path, _) in enumerate(inputs):
-        rows, stats, shard_report = finish_shard(path, *_shard_paths(output_dir, i), config, prompts, counter, seen,
-                                                 exact_counts=counter.name != "approx")
-        write_table_atomic(rows, output_dir / f"part-{i:05d}.parquet")
-        write_json_atomic({"stage_key": key, "stats": stats.to_dict(), "rephrase": shard_report.to_dict()},
-                          output_dir / f"part-{i:05d}.stats.json")
+    for i, (path, source) in enumerate(run.inputs):
+        shard = ShardTask(stage_key=run.stage_key, input_path=path, source=source, output_dir=str(run.output_dir),
+                          index=i)
+        rows, stats, shard_report = finish_shard(path, *_shard_paths(run.output_dir, i), config, prompts, counter,
+                                                 seen, exact_counts=counter.name != "approx")
+        write_table_atomic(rows, shard.output_path)
+        write_json_atomic({"stage_key": run.stage_key, "stats": stats.to_dict(), "rephrase": shard_report.to_dict()},
+                          shard.stats_path)
         total, report = total + stats, report + shard_report
     return total, report
 

@@ -18,8 +18,8 @@ from curation.stage import StageStats
 from curation.substring_dedup.config import SubstringDedupConfig
 from curation.substring_dedup.cut import load_span_cutter
 from curation.substring_dedup.passes import substring_spans
-from flows.engine.cluster import cluster_mapper, map_shards
-from flows.engine.stage_dir import StageRun, run_resumable
+from flows.engine.cluster import cluster_mapper, map_shards, run_cluster_stage
+from flows.engine.stage_dir import StageRun
 
 log = logging.getLogger("ccforge")
 
@@ -27,7 +27,7 @@ log = logging.getLogger("ccforge")
 def run_substring_dedup(client: Client, run: StageRun, config: SubstringDedupConfig,
                         progress: Callable[[str], None] = log.info) -> StageStats:
     """All passes over `run.inputs`; the cut rows of shard i go to part-0000i.parquet."""
-    return run_resumable(run, lambda: _substring_dedup_passes(client, run, config, progress), progress)
+    return run_cluster_stage(run, lambda: _substring_dedup_passes(client, run, config, progress), progress)
 
 
 def _substring_dedup_passes(client: Client, run: StageRun, config: SubstringDedupConfig,

@@ -10,7 +10,6 @@ Both layouts are understood, and every part is optional:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,13 +18,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import yaml
 
+from curation.io.writers import read_json_if_present
 from curation.stage import StageStats
 from flows.config.curate import CURATION_STAGES
+from flows.engine.stage_dir import read_stage_stats
 
 FUZZY_DEDUP = "fuzzy-dedup"
 HEURISTICS = "heuristics"
 REPHRASE = "rephrase"
-_STAGE_FIELDS = {f.name for f in dataclasses.fields(StageStats)}
 
 
 @dataclass(frozen=True)
@@ -84,39 +84,25 @@ def training_throughput(records: list[dict]) -> Throughput | None:
     return Throughput("training", seconds, tokens=records[-1]["tokens"] - records[0]["tokens"])
 
 
-def _read_json(path: Path) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
-
-
 def _read_bytes(path: Path) -> bytes | None:
     return path.read_bytes() if path.is_file() else None
-
-
-def _stage_stats(data: dict) -> StageStats:
-    return StageStats.from_dict({k: v for k, v in data.items() if k in _STAGE_FIELDS})
 
 
 def find_curation_dir(workdir: Path) -> Path | None:
     """WORKDIR/curation when the run made one, else WORKDIR itself if it holds curation stages."""
     for candidate in (workdir / "curation", workdir):
-        if (candidate / "stats.json").is_file() or any((candidate / s / "stats.json").is_file()
-                                                       for s in CURATION_STAGES):
+        if read_stage_stats(candidate) or any(read_stage_stats(candidate / s) for s in CURATION_STAGES):
             return candidate
     return None
 
 
 def read_stages(curation_dir: Path) -> list[StageStats]:
     """The last curate run's funnel (its stats.json); without one, every finished stage directory."""
-    summary = _read_json(curation_dir / "stats.json")
+    summary = read_stage_stats(curation_dir)
     if summary and "stages" in summary:
-        return [_stage_stats(s) for s in summary["stages"]]
-    found = [_read_json(curation_dir / name / "stats.json") for name in CURATION_STAGES]
-    return [_stage_stats(stats) for stats in found if stats]
+        return [StageStats.from_dict(s) for s in summary["stages"]]
+    found = [read_stage_stats(curation_dir / name) for name in CURATION_STAGES]
+    return [StageStats.from_dict(stats) for stats in found if stats]
 
 
 def read_cluster_sizes(duplicates: Path) -> dict[int, int]:
@@ -159,7 +145,7 @@ def find_metrics(workdir: Path) -> Path:
 
 
 def read_model_hf(directory: Path) -> dict | None:
-    config = _read_json(directory / "config.json")
+    config = read_json_if_present(directory / "config.json")
     if config is None:
         return None
     weights = sum(p.stat().st_size for p in directory.glob("*.safetensors"))
@@ -176,12 +162,12 @@ def read_run(workdir: str | Path) -> RunSummary:
     data = workdir / "data"
     return RunSummary(
         workdir=workdir, curation_dir=curation, stages=read_stages(stages_dir),
-        fuzzy_clusters=_read_json(stages_dir / FUZZY_DEDUP / "clusters.json"),
+        fuzzy_clusters=read_json_if_present(stages_dir / FUZZY_DEDUP / "clusters.json"),
         cluster_sizes=read_cluster_sizes(stages_dir / FUZZY_DEDUP / "duplicates.parquet"),
-        quality=_read_json(stages_dir / "classify" / "quality.json"),
-        synthetic=(_read_json(stages_dir / REPHRASE / "stats.json") or {}).get("rephrase"),
-        tokens=_read_json(data / "tokens" / "stats.json"),
-        mixture=_read_json(data / "mixture-report" / "report.json"),
+        quality=read_json_if_present(stages_dir / "classify" / "quality.json"),
+        synthetic=(read_stage_stats(stages_dir / REPHRASE) or {}).get("rephrase"),
+        tokens=read_stage_stats(data / "tokens"),
+        mixture=read_json_if_present(data / "mixture-report" / "report.json"),
         mixture_png=_read_bytes(data / "mixture-report" / "report.png"),
         training=read_metrics(find_metrics(workdir)),
         model_hf=read_model_hf(workdir / "model-hf"))

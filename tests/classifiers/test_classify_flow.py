@@ -15,7 +15,8 @@ from classifiers.stage import ClassifierSpec, ClassifyConfig, ClassifyStage
 from classifiers.thresholds import load_thresholds
 from flows.engine.classify import run_classify_stage
 from flows.engine.cluster import dask_client
-from flows.engine.stage_dir import StageFailed, fingerprint_files
+from flows.engine.stage_dir import fingerprint_files
+from flows.errors import StageFailed
 
 
 @pytest.fixture(scope="module")

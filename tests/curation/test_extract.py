@@ -90,20 +90,34 @@ def test_trafilatura_option(handbook_pages):
 
 
 def test_config_errors_say_how_to_fix():
-    with pytest.raises(ValueError, match="algorithm must be 'justext' or 'trafilatura'"):
+    expected = "algorithm\n  Input should be 'justext', 'justext-reference', 'trafilatura' or 'resiliparse'"
+    with pytest.raises(ValueError, match=expected):
         ExtractConfig(algorithm="boilerpipe")
+    with pytest.raises(ValueError, match="need length_low <= length_high"):
+        ExtractConfig(justext={"length_low": 300})
 
 
-def test_memoised_paragraphs_give_jusText_output_unchanged(handbook_pages, monkeypatch):
+def test_memoised_paragraphs_give_jusText_output_unchanged(handbook_pages):
+    import justext
     import justext.core
     import justext.paragraph
 
-    from curation.extract import MemoParagraph
+    from curation.extract import MemoParagraph, justext_paragraphs
+    from curation.extract_config import JusTextParams
 
-    pages = [p for lang in ("en-US", "de-DE", "ja-JP") for p in handbook_pages[lang][60:75]]
-    rows = [{"content_type": "text/html", "payload": p.read_bytes()} for p in pages]
-    assert justext.core.Paragraph is MemoParagraph
-    fast = Extractor().run(_raw(rows)).kept
-    monkeypatch.setattr(justext.core, "Paragraph", justext.paragraph.Paragraph)
-    slow = Extractor().run(_raw(rows)).kept
-    assert fast.num_rows >= 40 and fast.equals(slow)
+    params = JusTextParams()
+    library = {name: getattr(params, name) for name in ("length_low", "length_high", "max_link_density",
+                                                         "max_heading_distance", "no_headings")}
+    compared = 0
+    for lang, stoplist in (("en-US", justext.get_stoplist("English")), ("de-DE", justext.get_stoplist("German")),
+                           ("ja-JP", frozenset())):
+        thresholds = (params.stopwords_low, params.stopwords_high) if stoplist else (0.0, 0.0)
+        for page in handbook_pages[lang][60:75]:
+            html = page.read_text()
+            ours = justext_paragraphs(html, stoplist, params)
+            theirs = justext.justext(html, stoplist, stopwords_low=thresholds[0], stopwords_high=thresholds[1], **library)
+            assert [(p.text, p.class_type, p.xpath) for p in ours] == [(p.text, p.class_type, p.xpath) for p in theirs]
+            assert all(type(p) is MemoParagraph for p in ours)
+            compared += sum(not p.is_boilerplate for p in ours)
+    assert compared >= 100
+    assert justext.core.Paragraph is justext.paragraph.Paragraph  # jusText itself is left as it was

@@ -39,5 +39,5 @@ def test_columns_scores_and_filters():
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="min_score must be in"):
+    with pytest.raises(ValueError, match="min_score\n  Input should be less than or equal to 1"):
         LangIdConfig(min_score=1.5)

@@ -272,7 +272,7 @@ def test_config_needs_exactly_one_unit():
         SubstringDedupConfig()
     with pytest.raises(ValueError, match="exactly one unit"):
         SubstringDedupConfig(tokenizer="tok", min_bytes=100)
-    with pytest.raises(ValueError, match="min_bytes must be >= 1"):
+    with pytest.raises(ValueError, match="min_bytes\n  Input should be greater than or equal to 1"):
         SubstringDedupConfig(min_bytes=0)
     assert SubstringDedupConfig(tokenizer="tok").window == 50
     assert SubstringDedupConfig(min_bytes=100).window == 100

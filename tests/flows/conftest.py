@@ -10,13 +10,9 @@ from ccforge_processes import curate_args, run_ccforge
 from warc_fixtures import html_record, write_warc
 
 
-@pytest.fixture(scope="session")
-def prefect_api():
-    """One temporary Prefect API for the whole session (starting one per flow run is slow)."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
+@pytest.fixture(autouse=True)
+def session_prefect_server(prefect_api) -> None:
+    """The tests here run flows, in this process or in `ccforge` subprocesses: all on the session's server."""
 
 
 @pytest.fixture

@@ -59,7 +59,7 @@ def test_curate_flow_accounts_for_every_document(small_crawl, tmp_path, prefect_
 
 
 def test_strict_mode_stops_at_the_bad_file(small_crawl, tmp_path, prefect_api):
-    from flows.engine.stage_dir import StageFailed
+    from flows.errors import StageFailed
 
     with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
         config = load_curate_config(None, inputs=[{"path": str(small_crawl)}], workdir=str(tmp_path / "w"),

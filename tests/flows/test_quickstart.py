@@ -1,17 +1,12 @@
 import json
-import subprocess
-import sys
 
 import pyarrow.parquet as pq
 import pytest
 
 
 @pytest.mark.slow
-def test_quickstart_runs_from_crawl_to_an_exported_model(tmp_path):
-    workdir = tmp_path / "quick"
-    proc = subprocess.run([sys.executable, "-m", "flows.cli", "quickstart", "--workdir", str(workdir),
-                           "--max-records", "400"], capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+def test_quickstart_runs_from_crawl_to_an_exported_model(quickstart_run):
+    workdir, proc = quickstart_run.workdir, quickstart_run.process  # tests/conftest.py: one run per session
     assert sorted(p.name for p in (workdir / "crawl").glob("*.warc.gz"))
     stages = json.loads((workdir / "curation" / "stats.json").read_text())["stages"]
     assert [s["name"] for s in stages] == ["extract", "langid", "exact-dedup", "fuzzy-dedup", "substring-dedup",

@@ -1,5 +1,5 @@
 """`ccforge schedule`: a served Prefect deployment of curate on an interval, against the Prefect
-server ccforge starts; `ccforge pipeline` config checks; the workdir lock; retry conditions."""
+server ccforge starts; `ccforge pipeline` config checks; retry conditions."""
 
 from __future__ import annotations
 
@@ -20,8 +20,7 @@ import yaml
 from distributed import KilledWorker
 
 from flows.cli import main
-from flows.curate import WorkdirBusy, workdir_lock
-from flows.engine.stage_dir import StageFailed
+from flows.errors import StageFailed
 from flows.config.pipeline import load_pipeline_config
 from flows.pretrain import TrainingFailed
 from flows.retry import is_transient
@@ -117,15 +116,6 @@ def test_example_pipeline_config_is_valid():
     config = load_pipeline_config(Path(__file__).parents[2] / "examples" / "pipeline.yaml")
     assert config.curate.workdir == str(config.workdir / "curation")
     assert config.training.train["model"]["preset"] == "tiny"
-
-
-def test_a_second_run_over_a_busy_workdir_stops_with_a_clear_message(tmp_path):
-    with workdir_lock(tmp_path):
-        with pytest.raises(WorkdirBusy, match=rf"{tmp_path} is in use by another curate run \(pid {os.getpid()}"):
-            with workdir_lock(tmp_path):
-                pass
-    with workdir_lock(tmp_path):  # released on exit
-        pass
 
 
 def test_only_infrastructure_failures_are_retried():

@@ -14,10 +14,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from training.data.shards import RowFilter, TokenShard, expand_shards, read_token_shard, stream_tokens
-from training.yaml_config import read_yaml_mapping, validation_message
+from training.yaml_config import load_config
 
 WEIGHT_TOLERANCE = 1e-6
 
@@ -27,13 +27,15 @@ class MixtureError(ValueError):
 
 
 class ComponentSpec(BaseModel):
+    """Token shards and the rows of them this component reads; a null in a filter list selects rows without the column."""
+
     model_config = ConfigDict(extra="forbid")
     paths: list[str] = Field(min_length=1)  # globs of token shards (a single string is accepted)
     weight: float | None = Field(default=None, ge=0)  # without phases: share of tokens
-    max_epochs: float | None = Field(default=None, gt=0)
-    sources: list[str | None] | None = None
-    quality_levels: list[str | None] | None = None
-    synthetic_kinds: list[str | None] | None = None
+    max_epochs: float | None = Field(default=None, gt=0)  # most times the budget may read this component's tokens
+    sources: list[str | None] | None = None  # keep rows of these `source` values; null: all
+    quality_levels: list[str | None] | None = None  # keep rows of these quality levels (high, medium-high, ...); null: all
+    synthetic_kinds: list[str | None] | None = None  # keep rows of these synthetic kinds (null in the list: real documents)
 
     @model_validator(mode="before")
     @classmethod
@@ -50,18 +52,22 @@ class ComponentSpec(BaseModel):
 
 
 class PhaseSpec(BaseModel):
+    """A blend for a stretch of training (Nemotron-H, section 2.4)."""
+
     model_config = ConfigDict(extra="forbid")
-    name: str
+    name: str  # unique among the phases
     tokens: int | None = Field(default=None, gt=0)  # budget; None (last phase only): to the end
-    weights: dict[str, float]
+    weights: dict[str, float]  # component -> share of this phase's tokens (sum to 1; missing: 0)
 
 
 class MixtureConfig(BaseModel):
+    """`ccforge mix` and the trainer's `data.mixture`: named components, their weights or phases."""
+
     model_config = ConfigDict(extra="forbid")
-    seq_len: int = Field(gt=0)
-    seed: int = 0
-    components: dict[str, ComponentSpec] = Field(min_length=1)
-    phases: list[PhaseSpec] | None = None
+    seq_len: int = Field(gt=0)  # tokens per training window (the loader packs seq_len + 1)
+    seed: int = 0  # of the deterministic sampling order
+    components: dict[str, ComponentSpec] = Field(min_length=1)  # name -> component
+    phases: list[PhaseSpec] | None = None  # blends that change over training; null: the components' weights
 
     @model_validator(mode="after")
     def _check_weights(self) -> MixtureConfig:
@@ -103,13 +109,10 @@ def _check_sum(what: str, weights: dict[str, float]) -> None:
         raise ValueError(f"{what} sum to {total:g}, not 1 ({listed})")
 
 
-def load_mixture(path: str | Path) -> MixtureConfig:
-    """Read and validate a mixture YAML; errors are one line naming the file and the field."""
-    data = read_yaml_mapping(path, MixtureError, "mixture file")
-    try:
-        return MixtureConfig.model_validate(data)
-    except ValidationError as err:
-        raise MixtureError(validation_message(path, err)) from err
+def load_mixture(path: str | Path, overrides: dict[str, object] | None = None) -> MixtureConfig:
+    """Read a mixture YAML, merge overrides such as {"seq_len": 512}, validate; errors are one line
+    naming the file and the field."""
+    return load_config(MixtureConfig, path, overrides, MixtureError, "mixture file")
 
 
 # ------------------------------------------------------------------------------- on disk

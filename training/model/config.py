@@ -1,4 +1,4 @@
-"""`HybridConfig`: one dataclass describing a Nemotron-H style hybrid model.
+"""`HybridConfig`: one (pydantic) dataclass describing a Nemotron-H style hybrid model.
 
 Field names follow transformers' `NemotronHConfig` (models/nemotron_h/configuration_nemotron_h.py)
 so that a config maps 1:1 onto a Hugging Face `config.json`. The layer stack is a pattern
@@ -7,12 +7,13 @@ string in Nemotron-H notation: `M` Mamba-2, `*` attention, `-` dense MLP, `E` Mo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pydantic import ConfigDict, Field, model_validator
+from pydantic.dataclasses import dataclass
 
 BLOCK_KINDS = {"M": "mamba", "*": "attention", "-": "mlp", "E": "moe"}
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, config=ConfigDict(extra="forbid"))
 class HybridConfig:
     pattern: str
     vocab_size: int = 131072
@@ -33,8 +34,8 @@ class HybridConfig:
     mamba_head_dim: int = 64
     ssm_state_size: int = 128
     n_groups: int = 8
-    conv_kernel: int = 4
-    chunk_size: int = 128
+    conv_kernel: int = Field(default=4, ge=1)
+    chunk_size: int = Field(default=128, ge=1)
     use_conv_bias: bool = True
     use_bias: bool = False
     time_step_min: float = 0.001
@@ -59,7 +60,8 @@ class HybridConfig:
     mtp_pattern: str = "*E"
     mtp_loss_weight: float = 0.3
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> HybridConfig:
         for name, pattern in (("pattern", self.pattern), ("mtp_pattern", self.mtp_pattern)):
             bad = sorted(set(pattern) - set(BLOCK_KINDS))
             if not pattern or bad:
@@ -71,9 +73,8 @@ class HybridConfig:
             )
         if self.mamba_num_heads % self.n_groups:
             raise ValueError(f"mamba_num_heads={self.mamba_num_heads} must be a multiple of n_groups={self.n_groups}")
-        if self.chunk_size < 1 or self.conv_kernel < 1:
-            raise ValueError("chunk_size and conv_kernel must be >= 1")
         self._check_moe()
+        return self
 
     def _check_moe(self) -> None:
         if self.n_routed_experts % self.n_group:

@@ -51,7 +51,7 @@ class Router(nn.Module):
         return scores_SE, weights_SK * cfg.routed_scaling_factor, experts_SK
 
 
-def _sort_by_expert(experts_SK: torch.Tensor, num_experts: int) -> tuple[torch.Tensor, torch.Tensor]:
+def group_by_expert(experts_SK: torch.Tensor, num_experts: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Assignment order grouped by expert (stable) and per-expert counts (E,)."""
     order_A = experts_SK.flatten().argsort(stable=True)
     counts_E = torch.bincount(experts_SK.flatten(), minlength=num_experts)
@@ -79,7 +79,7 @@ class Experts(nn.Module):
 
     def forward(self, x_SZ: torch.Tensor, weights_SK: torch.Tensor, experts_SK: torch.Tensor) -> torch.Tensor:
         S, K = experts_SK.shape
-        order_A, counts_E = _sort_by_expert(experts_SK, self.up_proj.shape[0])
+        order_A, counts_E = group_by_expert(experts_SK, self.up_proj.shape[0])
         dtype = gemm_dtype(x_SZ)
         token_A = order_A // K
         x_AZ = x_SZ.index_select(0, token_A).to(dtype)

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from training.model import moe
 from training.model.linear import Linear, gemm_dtype
 from training.model.mlp import relu2
-from training.model.moe import Experts, _sort_by_expert
+from training.model.moe import Experts, group_by_expert
 from training.precision.noise import mix64
 
 
@@ -136,7 +136,7 @@ class QuantizedExperts(Experts):
 
     def forward(self, x_SZ: torch.Tensor, weights_SK: torch.Tensor, experts_SK: torch.Tensor) -> torch.Tensor:
         S, K = experts_SK.shape
-        order_A, counts_E = _sort_by_expert(experts_SK, self.up_proj.shape[0])
+        order_A, counts_E = group_by_expert(experts_SK, self.up_proj.shape[0])
         counts = counts_E.tolist()
         x_AZ = x_SZ[order_A // K]
         args = (counts, self.gemms)

@@ -64,5 +64,5 @@ def test_weight_decay_exclusions() -> None:
 
 def test_example_shows_every_default() -> None:
     example = load_train_config("examples/train.yaml")
-    defaults = load_train_config(None, {"data.mixture": example.data.mixture})
+    defaults = load_train_config(None, {"data.mixture": example.data.mixture, "model.overrides": example.model.overrides})
     assert example.model_dump() == defaults.model_dump()
