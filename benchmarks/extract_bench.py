@@ -19,9 +19,12 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from curation.extract import Extractor
-from curation.extract_config import ExtractConfig
+import justext
+
+from curation.extract import Extractor, decode_html, justext_paragraphs, justext_stoplist, parse_content_type
+from curation.extract_config import ExtractConfig, JusTextParams
 from curation.io.readers import RAW_WARC_SCHEMA, expand_inputs, read_warc
+from curation.justext_fast import fast_justext
 
 REFERENCE = "justext-reference"
 ALGORITHMS = (REFERENCE, "justext", "trafilatura", "resiliparse")
@@ -89,6 +92,36 @@ def bench_extractors(pages: pa.Table, algorithms: list[str]) -> list[str]:
     return lines
 
 
+def bench_justext_core(pages: pa.Table, language: str = "en") -> list[str]:
+    """jusText alone on the decoded HTML with the recipe's parameters and one stop list: the library
+    as shipped (`justext.justext`), the library's steps with memoised paragraph text (what
+    `justext-reference` runs) and the fast path, with how many pages give the library's paragraphs."""
+    htmls = [decode_html(payload, parse_content_type(content_type)[1])[0]
+             for payload, content_type in zip(pages["payload"].to_pylist(), pages["content_type"].to_pylist())]
+    htmls = [html for html in htmls if html and html.strip()]
+    stoplist, params = justext_stoplist(language), JusTextParams()
+    library_params = {"length_low": params.length_low, "length_high": params.length_high,
+                      "stopwords_low": params.stopwords_low, "stopwords_high": params.stopwords_high,
+                      "max_link_density": params.max_link_density, "max_heading_distance": params.max_heading_distance,
+                      "no_headings": params.no_headings}
+    runs = {
+        "library 3.0.2": lambda html: [p.text for p in justext.justext(html, stoplist, **library_params) if not p.is_boilerplate],
+        "memoised steps": lambda html: [p.text for p in justext_paragraphs(html, stoplist, params) if not p.is_boilerplate],
+        "fast": lambda html: fast_justext(html, stoplist, params).kept_text().split("\n\n"),
+    }
+    lines = [f"jusText alone ({language} stop list), {len(htmls)} decoded pages",
+             f"{'jusText':<18}{'pages/s':>9}{'x library':>10}{'= library':>10}"]
+    outputs, rates = {}, {}
+    for name, run in runs.items():
+        run(htmls[0])  # warm-up
+        started = time.perf_counter()
+        outputs[name] = [run(html) for html in htmls]
+        rates[name] = len(htmls) / (time.perf_counter() - started)
+        same = sum(["\n\n".join(a) == "\n\n".join(b) for a, b in zip(outputs[name], outputs["library 3.0.2"])])
+        lines.append(f"{name:<18}{rates[name]:>9.0f}{rates[name] / rates['library 3.0.2']:>9.1f}x{same / len(htmls):>10.1%}")
+    return lines
+
+
 def bench_readers(crawl_dir: str, repeats: int = 3) -> list[str]:
     """Best of `repeats` full reads of the crawl by each parser; also checks they read the same rows."""
     files = expand_inputs([crawl_dir])
@@ -122,7 +155,9 @@ def main() -> None:
     print(f"pinned to core {pin_one_core()}")
     if args.crawl_dir:
         print("\n".join(bench_readers(args.crawl_dir)))
-    print("\n".join(bench_extractors(load_pages(args.crawl_dir, args.html_dir, args.max_pages), args.algorithms)))
+    pages = load_pages(args.crawl_dir, args.html_dir, args.max_pages)
+    print("\n".join(bench_justext_core(pages)))
+    print("\n".join(bench_extractors(pages, args.algorithms)))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """jusText 3.0.2, fast: the same paragraphs, classes and text, without Python work per word.
 
-Parsing (`justext.core.html_to_dom`) and cleaning (jusText's `Cleaner` options) are jusText's
-own; paragraphs come from one `lxml.etree.iterwalk` pass (`segment`), whitespace and word
-statistics from C-level string operations over the whole page (`text`), and both
-classification passes are numpy over the page's paragraphs (`classify`, `revise`).
+Parsing is `justext.core.html_to_dom`'s (`html_to_dom` below, with a C-level element class
+lookup); cleaning (jusText's `Cleaner` options) and paragraphs come from one
+`lxml.etree.iterwalk` pass (`segment`), whitespace and word statistics from C-level string
+operations over the whole page (`text`), and both classification passes are numpy over the
+page's paragraphs (`classify`, `revise`).
 `curation.extract.justext_paragraphs` is the reference it is tested against.
 """
 
@@ -12,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import justext.core
+import lxml.html
 import numpy as np
-from lxml.html.clean import Cleaner
+from lxml import etree
 
 from curation.extract_config import JusTextParams
 from curation.justext_fast.classify import BAD, GOOD, NEARGOOD, SHORT, classify
@@ -24,13 +26,23 @@ from curation.justext_fast.text import paragraph_texts
 #: Class codes -> jusText's class names.
 CLASS_NAMES = {BAD: "bad", SHORT: "short", NEARGOOD: "neargood", GOOD: "good"}
 
-# `justext.core.preprocessor`'s options. It builds a Cleaner per page and cleans a deep copy of
-# the tree; one shared Cleaner (it keeps no state between calls) cleans in place instead.
-_CLEANER = Cleaner(
-    processing_instructions=False, remove_unknown_tags=False, safe_attrs_only=False, page_structure=False,
-    annoying_tags=False, frames=False, meta=False, links=False, javascript=False, scripts=True, comments=True,
-    style=True, embedded=True, forms=True, kill_tags=("head",),
-)
+# `lxml.html.HTMLParser` picks each element's class through a Python callback (a third of the parse
+# and walk time); every element here is an HtmlElement instead, which is all the Cleaner and the walk
+# use (the callback's special classes add form helpers, nothing to the tree itself).
+_ELEMENT_CLASSES = etree.ElementDefaultClassLookup(
+    element=lxml.html.HtmlElement, comment=lxml.html.HtmlComment, pi=lxml.html.HtmlProcessingInstruction,
+    entity=lxml.html.HtmlEntity)
+
+
+def html_to_dom(html: str) -> lxml.html.HtmlElement:
+    """`justext.core.html_to_dom(html)`: the same tree, parsed by a parser with `_ELEMENT_CLASSES`."""
+    parser = etree.HTMLParser()
+    parser.set_element_class_lookup(_ELEMENT_CLASSES)
+    try:
+        return lxml.html.fromstring(html, parser=parser)
+    except ValueError:  # a str with an XML encoding declaration; jusText retries with its UTF-8 bytes
+        return lxml.html.fromstring(html.encode(justext.core.DEFAULT_ENCODING, justext.core.DEFAULT_ENC_ERRORS),
+                                    parser=parser)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,8 +64,7 @@ def fast_justext(html: str, stoplist: frozenset[str], params: JusTextParams) -> 
 
     Raises what lxml raises on markup it cannot parse, like jusText.
     """
-    root = justext.core.html_to_dom(html)
-    _CLEANER(root)
+    root = html_to_dom(html)
     segments = segment(root)
     texts = paragraph_texts(segments.raw_texts)
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
