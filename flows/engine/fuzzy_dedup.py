@@ -15,7 +15,7 @@ from curation.fuzzy_dedup.config import FuzzyDedupConfig
 from curation.fuzzy_dedup.passes import bucket_range, minhash_shard, shard_duplicates, verify_shard
 from curation.io.writers import write_json_atomic
 from curation.stage import StageStats
-from flows.engine.cluster import cluster_mapper, map_on_cluster, map_shards, run_cluster_stage
+from flows.engine.cluster import cluster_mapper, map_shards, run_cluster_stage
 from flows.engine.stage_dir import StageRun
 from flows.engine.exact_dedup import DUPLICATES_DIR, load_duplicate_filter
 
@@ -32,7 +32,7 @@ def _fuzzy_dedup_passes(client: Client, run: StageRun, config: FuzzyDedupConfig,
                         progress: Callable[[str], None]) -> StageStats:
     work, count = str(run.output_dir), len(run.inputs)
     shards, parts = list(range(count)), max(1, count)
-    mapped = functools.partial(map_on_cluster, client, run.name)
+    mapped = cluster_mapper(client, run.name)
     mapped(functools.partial(minhash_shard, work=work, config=config, batch_rows=run.batch_rows, strict=run.strict),
            [path for path, _ in run.inputs], shards)
     progress(f"{run.name}: signatures of {count} shards")
@@ -47,7 +47,7 @@ def _fuzzy_dedup_passes(client: Client, run: StageRun, config: FuzzyDedupConfig,
              + (f", {similar} at Jaccard >= {config.threshold}" if config.verify else ""))
 
     components = connected_components(similar_paths, f"{work}/_components", parts=parts,
-                                      mapper=cluster_mapper(client, run.name), out_parts=count)
+                                      mapper=mapped, out_parts=count)
     duplicate_paths = [f"{work}/{DUPLICATES_DIR}/part-{i:05d}.parquet" for i in shards]
     per_shard = mapped(functools.partial(shard_duplicates, work=work, star_paths=components.star_paths,
                                          verify=config.verify), shards, duplicate_paths)
