@@ -1,8 +1,8 @@
 """jusText 3.0.2, fast: the same paragraphs, classes and text, without Python work per word.
 
 Parsing is `justext.core.html_to_dom`'s (`html_to_dom` below, with a C-level element class
-lookup); cleaning (jusText's `Cleaner` options) and paragraphs come from one
-`lxml.etree.iterwalk` pass (`segment`), whitespace and word statistics from C-level string
+lookup); cleaning (jusText's `Cleaner` options) and paragraphs come from one walk over
+libxml2's nodes in C (`segment`, Cython), whitespace and word statistics from C-level string
 operations over the whole page (`text`), and both classification passes are numpy over the
 page's paragraphs (`classify`, `revise`).
 `curation.extract.justext_paragraphs` is the reference it is tested against.
