@@ -7,8 +7,8 @@ TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: demo test test-fast bench docs install clean
 
-# setup.py compiles the fast jusText walk: a changed .pyx reinstalls (and rebuilds) it
-$(BIN)/ccforge: pyproject.toml setup.py curation/justext_fast/_walk.pyx
+# setup.py compiles the fast jusText's Cython modules: a changed .pyx reinstalls (and rebuilds) them
+$(BIN)/ccforge: pyproject.toml setup.py $(wildcard curation/justext_fast/*.pyx)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH_SPEC)"

@@ -1,9 +1,11 @@
-"""The compiled part of ccforge: the fast jusText's paragraph walk (Cython over lxml's C API).
-Everything else is declared in pyproject.toml."""
+"""The compiled part of ccforge: the fast jusText's paragraph walk (Cython over lxml's C API), its
+page text statistics and its classification passes. Everything else is declared in pyproject.toml."""
 
 import lxml
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 walk = Extension("curation.justext_fast._walk", ["curation/justext_fast/_walk.pyx"], include_dirs=lxml.get_include())
-setup(ext_modules=cythonize([walk], language_level=3))
+text = Extension("curation.justext_fast._text", ["curation/justext_fast/_text.pyx"])
+classify = Extension("curation.justext_fast.classify", ["curation/justext_fast/classify.pyx"])
+setup(ext_modules=cythonize([walk, text, classify], language_level=3))

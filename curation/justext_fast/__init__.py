@@ -2,9 +2,9 @@
 
 Parsing is `justext.core.html_to_dom`'s (`html_to_dom` below, with a C-level element class
 lookup); cleaning (jusText's `Cleaner` options) and paragraphs come from one walk over
-libxml2's nodes in C (`segment`, Cython), whitespace and word statistics from C-level string
-operations over the whole page (`text`), and both classification passes are numpy over the
-page's paragraphs (`classify`, `revise`).
+libxml2's nodes in C (`segment`, Cython), whitespace and word statistics from one C pass
+over the whole page (`_text`), and both classification passes are C loops over the page's
+paragraph arrays (`classify`).
 `curation.extract.justext_paragraphs` is the reference it is tested against.
 """
 
@@ -18,10 +18,9 @@ import numpy as np
 from lxml import etree
 
 from curation.extract_config import JusTextParams
-from curation.justext_fast.classify import BAD, GOOD, NEARGOOD, SHORT, classify
-from curation.justext_fast.revise import revise
+from curation.justext_fast._text import page_statistics
+from curation.justext_fast.classify import BAD, GOOD, NEARGOOD, SHORT, classify, revise
 from curation.justext_fast.segment import segment
-from curation.justext_fast.text import paragraph_texts
 
 #: Class codes -> jusText's class names.
 CLASS_NAMES = {BAD: "bad", SHORT: "short", NEARGOOD: "neargood", GOOD: "good"}
@@ -66,11 +65,10 @@ def fast_justext(html: str, stoplist: frozenset[str], params: JusTextParams) -> 
     """
     root = html_to_dom(html)
     segments = segment(root)
-    texts = paragraph_texts(segments.raw_texts)
-    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    texts, lengths, words, stops = page_statistics(segments.raw_texts, justext.core.define_stoplist(stoplist))
     stopwords_low, stopwords_high = params.stopword_thresholds(bool(stoplist))
     cf_classes = classify(
-        texts, lengths, segments, justext.core.define_stoplist(stoplist), length_low=params.length_low,
+        texts, lengths, words, stops, segments.link_chars, segments.in_select, length_low=params.length_low,
         length_high=params.length_high, stopwords_low=stopwords_low, stopwords_high=stopwords_high,
         max_link_density=params.max_link_density)
     is_heading = np.array(segments.is_heading, dtype=bool) & (not params.no_headings)

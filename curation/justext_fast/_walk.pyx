@@ -20,7 +20,7 @@ from lxml.includes.tree cimport xmlNode
 from curation.justext_fast.tags import (
     BR, KEEP, KILL, LINK, PARAGRAPH, REMOVE, element_cleaning, tag_info,
 )
-from curation.justext_fast.text import normalised_length
+from curation.justext_fast._text import normalised_length
 
 cetree.import_lxml__etree()
 

@@ -5,7 +5,7 @@ and re-joins and re-normalises a paragraph's text on every access. Here one walk
 libxml2's nodes in C (`_walk`, Cython) keeps, per paragraph, only what classification reads: the raw
 text nodes, the characters inside links, and two flags of the element path the paragraph
 starts on (a `select` tag, a heading tag). Whitespace is normalised later, for the whole page
-at once (`text.paragraph_texts`).
+at once (`_text.page_statistics`).
 
 The same pass does jusText's cleaning (`justext.core.preprocessor`'s `Cleaner` options) as it
 goes: the Cleaner drops some elements with their subtree and tail-joins the rest ("kill":
