@@ -6,12 +6,18 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flows.errors import ConfigError, StageFailed, TrainingFailed, UserError, WorkdirBusy
 from flows.server import ServerFailed
+
+if TYPE_CHECKING:  # the CLI imports torch only in the commands that need it
+    from training.model.config import HybridConfig
+    from training.model.memory_plan import PlanSetup
 
 log = logging.getLogger("ccforge")
 
@@ -73,9 +79,31 @@ def build_parser() -> argparse.ArgumentParser:
     model_commands = model.add_subparsers(dest="model_command", required=True, metavar="SUBCOMMAND")
     info = model_commands.add_parser("info", help="total and active parameters of a preset")
     info.add_argument("preset")
+    _add_plan_parser(model_commands)
     for module in COMMAND_MODULES:
         COMMANDS.update(importlib.import_module(module).add_commands(commands))
     return parser
+
+
+def _add_plan_parser(model_commands: argparse._SubParsersAction) -> None:
+    plan = model_commands.add_parser(
+        "plan", help="per-GPU memory of a training step (parameters, gradients, AdamW, activations) and whether it fits")
+    plan.add_argument("config", help="a preset name (ccforge model info) or a train YAML")
+    plan.add_argument("--gpus", type=int, required=True, help="ranks of the run (world size)")
+    plan.add_argument("--gpu-memory", required=True, help="memory of one GPU, e.g. 80GiB or 94GB")
+    plan.add_argument("--seq-len", type=int, help="tokens per sequence (default: the YAML's mixture seq_len; "
+                      "8192 for a preset); for a long-context mixture phase give its seq_len")
+    plan.add_argument("--micro-batch", type=int, help="sequences per rank per forward/backward "
+                      "(default: the YAML's batch.micro_batch_size; 1 for a preset)")
+    plan.add_argument("--grad-accum", type=int, help="micro-batches per optimizer step "
+                      "(default: from the YAML's batch.global_batch_tokens; 1 for a preset)")
+    plan.add_argument("--expert-parallel", type=int, help="ranks the routed experts are split over "
+                      "(default: the YAML's parallel.expert_parallel, else 1)")
+    plan.add_argument("--precision", choices=["bf16", "fp8", "nvfp4"], help="GEMM format (default: the YAML's "
+                      "precision.recipe; bf16 for a preset)")
+    plan.add_argument("--ssd-scan", choices=["mamba_ssm", "torch"], default="mamba_ssm",
+                      help="Mamba-2 scan: mamba_ssm's CUDA kernel (default) or the pure-PyTorch one (CPU, or CUDA "
+                      "without mamba_ssm)")
 
 
 def _curate_overrides(args: argparse.Namespace) -> dict:
@@ -199,10 +227,58 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
 def cmd_model(args: argparse.Namespace) -> None:
     from training.model import format_model_info
 
+    if args.model_command == "plan":
+        _plan_model(args)
+        return
     try:
         print(format_model_info(args.preset))
     except KeyError as err:
         raise UserError(str(err).strip("'\"")) from err
+
+
+_SIZE_UNITS = {"MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+
+
+def parse_memory_size(text: str) -> int:
+    """Bytes of a size such as 80GiB, 94GB or 141.5 GiB."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([MGT]i?B)\s*", text)
+    if not match or match[2] not in _SIZE_UNITS:
+        raise UserError(f"--gpu-memory {text!r}: give a number and a unit, one of {', '.join(_SIZE_UNITS)} (e.g. 80GiB)")
+    return int(float(match[1]) * _SIZE_UNITS[match[2]])
+
+
+def _plan_model(args: argparse.Namespace) -> None:
+    from training.model import get_preset
+    from training.model.info import format_memory_plan
+    from training.model.memory_plan import PlanSetup, plan_memory
+
+    gpu_memory = parse_memory_size(args.gpu_memory)
+    if args.config.endswith((".yaml", ".yml", ".json")):
+        name, model_cfg, setup = _plan_setup_from_yaml(args)
+    else:
+        name, model_cfg = args.config, get_preset(args.config)
+        setup = PlanSetup(world_size=args.gpus, seq_len=args.seq_len or 8192, micro_batch=args.micro_batch or 1,
+                          grad_accum=args.grad_accum or 1, expert_parallel=args.expert_parallel or 1,
+                          precision=args.precision or "bf16", ssd_scan=args.ssd_scan)
+    print(format_memory_plan(name, model_cfg, setup, plan_memory(model_cfg, setup), gpu_memory))
+
+
+def _plan_setup_from_yaml(args: argparse.Namespace) -> tuple[str, HybridConfig, PlanSetup]:
+    """(name, model config, PlanSetup) of a train YAML, the command line's options overriding it."""
+    from training.data.mixture import load_mixture
+    from training.model.memory_plan import PlanSetup
+    from training.trainer.config import grad_accum_steps, load_train_config
+
+    cfg = load_train_config(args.config, {"batch.micro_batch_size": args.micro_batch,
+                                          "precision.recipe": args.precision})
+    seq_len = args.seq_len or load_mixture(cfg.data.mixture).seq_len
+    # parallel.expert_parallel arrives with expert parallelism; a config without it has none
+    expert_parallel = args.expert_parallel or getattr(cfg.parallel, "expert_parallel", 1)
+    setup = PlanSetup(world_size=args.gpus, seq_len=seq_len, micro_batch=cfg.batch.micro_batch_size,
+                      grad_accum=args.grad_accum or grad_accum_steps(cfg, seq_len=seq_len, world_size=args.gpus),
+                      expert_parallel=expert_parallel, param_dtype=cfg.parallel.param_dtype,
+                      reduce_dtype=cfg.parallel.reduce_dtype, precision=cfg.precision.recipe, ssd_scan=args.ssd_scan)
+    return f"{args.config} ({cfg.model.init_from or cfg.model.preset})", cfg.model.hybrid_config(), setup
 
 
 COMMANDS = {"quickstart": cmd_quickstart, "sample-corpus": cmd_sample_corpus, "curate": cmd_curate,

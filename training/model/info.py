@@ -1,4 +1,5 @@
-"""Parameter counts of a model built on the meta device (no memory is allocated)."""
+"""Printable reports on a model: parameter counts of a preset built on the meta device (no memory
+is allocated), and the per-rank memory plan of a training step."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import torch
 from torch import nn
 
 from training.model.config import HybridConfig
+from training.model.memory_plan import GiB, MemoryPlan, PlanSetup
 from training.model.model import HybridForCausalLM
 from training.model.moe import Experts
 from training.model.presets import get_preset
@@ -56,3 +58,48 @@ def format_model_info(preset_name: str) -> str:
         rows += [(f"MTP layers ({depths}), total", n.mtp), (f"MTP layers ({depths}), active", n.active_mtp)]
     header = f"preset {preset_name}: {cfg.num_layers} layers ({mix}), hidden {cfg.hidden_size}, vocab {cfg.vocab_size}"
     return "\n".join([header] + [f"{label:<40}{value:>18,} ({value / 1e9:.2f}B)" for label, value in rows])
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.2f}M"
+
+
+def _gib(n: int) -> str:
+    return f"{n / GiB:.2f}"
+
+
+def format_memory_plan(name: str, cfg: HybridConfig, setup: PlanSetup, plan: MemoryPlan, gpu_memory: int) -> str:
+    """The plan as a table of GiB per rank at the peak moment without and with activation
+    checkpointing, then the optimizer step and a verdict against `gpu_memory`."""
+    peaks = plan.peak(checkpointing=False), plan.peak(checkpointing=True)
+    labels = [label for label in peaks[0].parts if any(m.parts[label] for m in peaks)]
+    width = max(map(len, labels)) + 2
+    lines = [
+        f"{name}: {_count(count_parameters(meta_model(cfg)).total)} parameters on {setup.world_size} "
+        f"GPU{'s' if setup.world_size > 1 else ''} of {_gib(gpu_memory)} GiB, expert parallel {setup.expert_parallel}",
+        f"micro-batch {setup.micro_batch} x {setup.seq_len:,} tokens, grad_accum {setup.grad_accum}, "
+        f"{setup.precision} GEMMs, FSDP2 params {setup.param_dtype} / reduce {setup.reduce_dtype}, "
+        f"SSD scan {setup.ssd_scan}",
+        f"{'GiB per rank':<{width}}{'no checkpointing':>24}{'checkpointing':>24}",
+        f"{'  peak moment':<{width}}{peaks[0].name:>24}{peaks[1].name:>24}",
+    ]
+    for label in labels:
+        cells = [_gib(m.parts[label]) if m.parts[label] else "-" for m in peaks]
+        lines.append(f"  {label:<{width - 2}}{cells[0]:>24}{cells[1]:>24}")
+    lines.append(f"{'  total':<{width}}{_gib(peaks[0].total):>24}{_gib(peaks[1].total):>24}")
+    lines.append(f"optimizer step: {_gib(plan.moments['optimizer step'].total)} GiB; with checkpointing a block "
+                 "keeps only its input and one block at a time is recomputed")
+    return "\n".join([*lines, _verdict(plan, gpu_memory)])
+
+
+def _verdict(plan: MemoryPlan, gpu_memory: int) -> str:
+    def share(checkpointing: bool) -> str:
+        peak = plan.peak(checkpointing=checkpointing).total
+        return f"{_gib(peak)} of {_gib(gpu_memory)} GiB" + (f" ({_gib(gpu_memory - peak)} to spare)" if peak <= gpu_memory else "")
+
+    if plan.fits(gpu_memory, checkpointing=False):
+        return f"verdict: fits without activation checkpointing: {share(False)}"
+    if plan.fits(gpu_memory, checkpointing=True):
+        return f"verdict: fits only with activation checkpointing (parallel.activation_checkpointing: true): {share(True)}"
+    return (f"verdict: does not fit: {share(True)} even with activation checkpointing; use more GPUs, a shorter "
+            "sequence or micro-batch, or (MoE) more expert parallelism")

@@ -1,7 +1,8 @@
 """Model sizes as a table of numbers: CPU presets plus the published Nemotron-H shapes.
 
-Published shapes are the `config.json` files of the Hugging Face releases named in each entry;
-only fields that differ from `HybridConfig`'s defaults (which are NemotronHConfig's) are listed.
+Published shapes are those of the Hugging Face releases named in each entry (their `config.json`,
+or, where noted, NVIDIA's Megatron-Bridge model providers for them); only fields that differ from
+`HybridConfig`'s defaults (which are NemotronHConfig's) are listed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,11 @@ from typing import Any
 from training.model.config import HybridConfig
 
 _NANO3_PATTERN = "MEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEMEM*EMEMEMEME"
+# 118 layers: 54 Mamba-2, 54 MLP, 10 attention (Nemotron-H, arXiv:2504.03624)
+_H56B_PATTERN = ("M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-"
+                 "M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M-")
+# 98 layers: 45 Mamba-2, 48 MLP, 5 attention; pruned and distilled from the 56B (MiniPuzzle, arXiv:2504.03624)
+_H47B_PATTERN = "M-M-M-M-M-M-M-M-M*-M-M-M-M-M-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M-M-M---MM---M-M*-M-M-M-M-M-"
 _SUPER3_PATTERN = "MEMEMEM*EMEMEMEM*EMEMEMEM*EMEMEMEMEM*EMEMEMEMEM*EMEMEMEMEM*EMEMEMEMEM*EMEMEMEM*EMEMEMEME"
 
 _TABLE: dict[str, dict[str, Any]] = {
@@ -32,6 +38,18 @@ _TABLE: dict[str, dict[str, Any]] = {
     ),
     # nvidia/Nemotron-H-8B-Base-8K (the NemotronHConfig defaults are this model)
     "nemotron-h-8b": dict(pattern="M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M-"),
+    # nvidia/Nemotron-H-56B-Base-8K and nvidia/Nemotron-H-47B-Base-8K, as Megatron-Bridge's
+    # NemotronHModelProvider56B / 47B give them (8 KV heads of 128, 8 Mamba groups, Mamba head dim 64)
+    "nemotron-h-56b": dict(pattern=_H56B_PATTERN, hidden_size=8192, num_attention_heads=64, intermediate_size=32768,
+                           mamba_num_heads=256, ssm_state_size=256),
+    "nemotron-h-47b": dict(pattern=_H47B_PATTERN, hidden_size=8192, num_attention_heads=64, intermediate_size=30720,
+                           mamba_num_heads=256, ssm_state_size=256),
+    # nvidia/NVIDIA-Nemotron-Nano-12B-v2-Base (Megatron-Bridge NemotronNanoModelProvider12Bv2): 62 layers,
+    # 28 Mamba-2, 28 MLP, 6 attention; the 9B below is pruned from it (arXiv:2508.14444)
+    "nemotron-nano-12b-v2-base": dict(
+        pattern="M-M-M-M*-M-M-M-M*-M-M-M-M*-M-M-M-M*-M-M-M-M*-M-M-M-M*-M-M-M-M-", hidden_size=5120,
+        num_attention_heads=40, intermediate_size=20480, mamba_head_dim=80,
+    ),
     # nvidia/NVIDIA-Nemotron-Nano-9B-v2
     "nemotron-nano-9b-v2": dict(
         pattern="M-M-M-MM-M-M-M*-M-M-M*-M-M-M-M*-M-M-M-M*-M-MM-M-M-M-M-M-", hidden_size=4480,

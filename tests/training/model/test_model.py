@@ -41,6 +41,11 @@ def test_training_step_with_mtp_and_documents():
     [
         ("nemotron-h-8b", 8.10e9, 8.10e9),
         ("nemotron-nano-9b-v2", 8.89e9, 8.89e9),
+        # the model cards of nvidia/Nemotron-H-56B-Base-8K and -47B-Base-8K: "56B" and "47B" parameters
+        ("nemotron-h-56b", 56e9, 56e9),
+        ("nemotron-h-47b", 47e9, 47e9),
+        # the nvidia/NVIDIA-Nemotron-Nano-12B-v2-Base card: "Number of model parameters: 12.31B"
+        ("nemotron-nano-12b-v2-base", 12.31e9, 12.31e9),
         # NVIDIA's card: 31.6B total, 3.6B active including embeddings
         ("nemotron-3-nano-30b-a3b", 31.6e9, 3.58e9),
         # 120.7B without the MTP depth; 12.8B active per token without MTP
