@@ -21,8 +21,9 @@ import pyarrow.compute as pc
 
 from curation.extract_config import ExtractConfig, JusTextParams
 from curation.justext_fast import fast_justext
+from curation.justext_fast._lid_text import lid_text
 from curation.extract_resiliparse import resiliparse_texts
-from curation.langid import predict_languages
+from curation.langid import LID_PREFIX_CHARS, predict_languages
 from curation.schema import (
     CONTENT_TYPE, CRAWL_DATE, DOCUMENT_SCHEMA, ID, PAYLOAD, SOURCE, TEXT, URL, with_document_columns,
 )
@@ -33,7 +34,8 @@ HTML_MIME_TYPES = ("text/html", "application/xhtml+xml")
 MAX_REPLACED_FRACTION = 0.005
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-:.]+)""", re.IGNORECASE)
 _HTML_SNIFF = re.compile(rb"^\s*(<!doctype html|<html|<head|<body)", re.IGNORECASE)
-_TAGS = re.compile(r"<script.*?</script>|<style.*?</style>|<[^>]+>|&[a-z#0-9]+;", re.IGNORECASE | re.DOTALL)
+#: lid.176 chooses jusText's stop list from the text of this many first characters of the page.
+LID_HTML_CHARS = 20000
 
 # ISO 639-1 (lid.176 labels) to jusText stop-list names.
 JUSTEXT_STOPLISTS = {
@@ -121,7 +123,7 @@ class Extractor:
         todo = [i for i, html in enumerate(htmls) if html is not None]
         texts: list[str | None] = [None] * len(htmls)
         if self.config.algorithm in ("justext", "justext-reference"):
-            visible = [_TAGS.sub(" ", htmls[i][:20000]) for i in todo]
+            visible = [lid_text(htmls[i], LID_HTML_CHARS, LID_PREFIX_CHARS) for i in todo]
             languages, _ = predict_languages(visible, self.config.lid_model_path) if todo else ([], None)
             extracted = [self._justext(htmls[i], lang) for i, lang in zip(todo, languages)]
         else:

@@ -10,6 +10,7 @@ paragraph arrays (`classify`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import justext.core
@@ -44,6 +45,10 @@ def html_to_dom(html: str) -> lxml.html.HtmlElement:
                                     parser=parser)
 
 
+#: `justext.core.define_stoplist` (the lower-cased stop list) once per stop list, not once per page
+_lower_case_stoplist = functools.lru_cache(maxsize=64)(justext.core.define_stoplist)
+
+
 @dataclass(frozen=True, kw_only=True)
 class JusTextPage:
     """A page's paragraphs: jusText's `text`, `cf_class`, `class_type` (codes) and `heading`."""
@@ -65,7 +70,7 @@ def fast_justext(html: str, stoplist: frozenset[str], params: JusTextParams) -> 
     """
     root = html_to_dom(html)
     segments = segment(root)
-    texts, lengths, words, stops = page_statistics(segments.raw_texts, justext.core.define_stoplist(stoplist))
+    texts, lengths, words, stops = page_statistics(segments.raw_texts, _lower_case_stoplist(stoplist))
     stopwords_low, stopwords_high = params.stopword_thresholds(bool(stoplist))
     cf_classes = classify(
         texts, lengths, words, stops, segments.link_chars, segments.in_select, length_low=params.length_low,

@@ -7,6 +7,7 @@ jusText's corner cases.
 """
 
 import glob
+import re
 from pathlib import Path
 
 import justext
@@ -16,7 +17,10 @@ import pytest
 from curation.extract import ExtractConfig, Extractor, justext_paragraphs
 from curation.extract_config import JusTextParams
 from curation.io.readers import RAW_WARC_SCHEMA, read_warc
+from curation.extract import LID_HTML_CHARS, decode_html
 from curation.justext_fast import CLASS_NAMES, fast_justext
+from curation.justext_fast._lid_text import lid_text
+from curation.langid import LID_PREFIX_CHARS
 
 #: Pages (url) whose fast text differs from jusText's, and why. A difference not listed here
 #: fails the test, and so does a listed page that no longer differs. None are known today.
@@ -76,6 +80,35 @@ def test_fast_text_equals_jusText_byte_for_byte(rows, request):
     assert len(differing) <= (1 - MIN_IDENTICAL) * len(fast)
     extracted = sum(not text.startswith("dropped: ") for text in reference.values())
     assert extracted >= 800  # the comparison is about real extracted text (the crawl also has images, PDFs...)
+
+
+#: What `lid_text` computes, as the regex the extractor used before it (and jusText users write).
+VISIBLE_TEXT_REGEX = re.compile(r"<script.*?</script>|<style.*?</style>|<[^>]+>|&[a-z#0-9]+;", re.IGNORECASE | re.DOTALL)
+LID_TEXT_CASES = [
+    "<ſcrİpt>a</SCRıPT>b", "&ſK;&İı;x", "<>a<b>c", "<script>never closed <b>bold</b>", "<style>a</style",
+    "a&b;c&;d&#12;e& x;&amp", "<STYLE>x</sTyLe>y", "", "<", "&", "<scrip", "x" * 5000, "<b" + "y" * 30000 + ">",
+    "<p>" + "é" * 3990 + "&eacute;<i>more</i>", "<script>" + "z" * 25000 + "</script>after",
+]
+
+
+def _lid_text_by_regex(html: str) -> str:
+    return VISIBLE_TEXT_REGEX.sub(" ", html[:LID_HTML_CHARS])[:LID_PREFIX_CHARS]
+
+
+@pytest.mark.parametrize("html", LID_TEXT_CASES)
+def test_lid_text_equals_the_regex_on_edge_cases(html):
+    assert lid_text(html, LID_HTML_CHARS, LID_PREFIX_CHARS) == _lid_text_by_regex(html)
+
+
+@pytest.mark.parametrize("rows", ["sample_crawl_rows", "doc_page_rows"])
+def test_lid_text_equals_the_regex_on_real_pages(rows, request):
+    table = request.getfixturevalue(rows)
+    htmls = [decode_html(payload, None)[0] for payload in table["payload"].to_pylist() if payload]
+    htmls = [html for html in htmls if html]
+    assert len(htmls) >= 900
+    differing = [i for i, html in enumerate(htmls)
+                 if lid_text(html, LID_HTML_CHARS, LID_PREFIX_CHARS) != _lid_text_by_regex(html)]
+    assert not differing, f"{len(differing)} pages differ, first {differing[:5]}"
 
 
 def _paragraphs_both_ways(html: str, stoplist: frozenset[str], params: JusTextParams = JusTextParams()):
