@@ -20,14 +20,15 @@ def moe_layers(model: nn.Module) -> dict[str, MoE]:
 
 
 @torch.no_grad()
-def update_router_bias(model: nn.Module) -> dict[str, torch.Tensor]:
+def update_router_bias(model: nn.Module, apply: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Sign-rule bias update from the accumulated loads; returns those loads (E,) per layer
-    name and resets the counters."""
+    name and resets the counters. `apply` (a 0-d bool tensor) masks the update on the device,
+    so that a skipped step need not be known on the host."""
     loads = {}
     for name, moe in moe_layers(model).items():
         load_E = moe.expert_load.clone()
-        rate = moe.cfg.router_bias_update_rate
-        moe.gate.e_score_correction_bias += rate * torch.sign(load_E.mean() - load_E)
+        step_E = moe.cfg.router_bias_update_rate * torch.sign(load_E.mean() - load_E)
+        moe.gate.e_score_correction_bias += step_E if apply is None else step_E * apply
         moe.expert_load.zero_()
         loads[name] = load_E
     return loads

@@ -5,9 +5,9 @@ Router: float32 sigmoid scores; `e_score_correction_bias` shifts scores for *sel
 (groups ranked by the sum of their top-2 biased scores); gate weights are the unbiased scores
 of the chosen experts, renormalised if norm_topk_prob, times routed_scaling_factor.
 Experts: non-gated squared-ReLU MLPs stored as 3-D weights, dropless, computed with one
-`torch._grouped_mm` per projection over expert-sorted tokens. LatentMoE: routed experts run
-in a moe_latent_size space between fc1/fc2 projections; the router and the shared expert
-see the full-width input.
+`torch._grouped_mm` per projection over expert-sorted tokens, whose group offsets stay on the
+device (no host sync). LatentMoE: routed experts run in a moe_latent_size space between
+fc1/fc2 projections; the router and the shared expert see the full-width input.
 
 Shape legend: S tokens (batch * time), D hidden, Z expert width (latent or hidden),
 F expert intermediate, E experts, K experts per token, A assignments (S * K, expert-sorted).
@@ -51,21 +51,39 @@ class Router(nn.Module):
         return scores_SE, weights_SK * cfg.routed_scaling_factor, experts_SK
 
 
+def expert_counts(experts_SK: torch.Tensor, num_experts: int) -> torch.Tensor:
+    """int64 (E,): assignments per expert. A scatter-add, not `torch.bincount`, whose CUDA
+    kernel reads the largest id on the host to size its output."""
+    flat = experts_SK.flatten()
+    return flat.new_zeros(num_experts).scatter_add_(0, flat, torch.ones_like(flat))
+
+
 def group_by_expert(experts_SK: torch.Tensor, num_experts: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Assignment order grouped by expert (stable) and per-expert counts (E,)."""
-    order_A = experts_SK.flatten().argsort(stable=True)
-    counts_E = torch.bincount(experts_SK.flatten(), minlength=num_experts)
-    return order_A, counts_E
+    return experts_SK.flatten().argsort(stable=True), expert_counts(experts_SK, num_experts)
 
 
 # torch.compile traces _grouped_mm with a meta kernel that accepts only bf16, while the eager
-# CPU kernel also takes the float32 operands `gemm_dtype` gives on CPUs without bf16 GEMM: the
-# grouped GEMMs stay eager (a graph break) and everything around them compiles.
+# CPU kernel also takes float32 operands (`gemm_dtype` gives them on CPUs without bf16 GEMM, the
+# quantised experts always): grouped GEMMs stay eager (a graph break), the rest compiles.
 @torch.compiler.disable
+def grouped_mm(a: torch.Tensor, b: torch.Tensor, offs_E: torch.Tensor) -> torch.Tensor:
+    """`torch._grouped_mm` with groups ending at `offs_E` (int32): a (A, K) @ b (E, K, N) ->
+    (A, N), the rows of group e times b[e]; or a (M, A) @ b (A, N) -> (E, M, N), group e
+    summing over its columns of a and rows of b. Offsets stay on the device."""
+    if HAS_GROUPED_MM:
+        return torch._grouped_mm(a, b, offs=offs_E)
+    # torch without _grouped_mm: one matmul per group, sized on the host
+    sizes = offs_E.diff(prepend=offs_E.new_zeros(1)).tolist()
+    if b.dim() == 3:
+        return torch.cat([a_n @ b_e for a_n, b_e in zip(a.split(sizes), b)])
+    return torch.stack([a_m @ b_n for a_m, b_n in zip(a.split(sizes, dim=1), b.split(sizes))])
+
+
 def _grouped_experts(x_AZ: torch.Tensor, up_EFZ: torch.Tensor, down_EZF: torch.Tensor,
                      offs_E: torch.Tensor) -> torch.Tensor:
-    h_AF = relu2(torch._grouped_mm(x_AZ, up_EFZ.transpose(1, 2), offs=offs_E))
-    return torch._grouped_mm(h_AF, down_EZF.transpose(1, 2), offs=offs_E)
+    h_AF = relu2(grouped_mm(x_AZ, up_EFZ.transpose(1, 2), offs_E))
+    return grouped_mm(h_AF, down_EZF.transpose(1, 2), offs_E)
 
 
 class Experts(nn.Module):
@@ -84,12 +102,7 @@ class Experts(nn.Module):
         token_A = order_A // K
         x_AZ = x_SZ.index_select(0, token_A).to(dtype)
         up_EFZ, down_EZF = self.up_proj.to(dtype), self.down_proj.to(dtype)
-        if HAS_GROUPED_MM:
-            y_AZ = _grouped_experts(x_AZ, up_EFZ, down_EZF, counts_E.cumsum(0).to(torch.int32))
-        else:  # torch without _grouped_mm: one matmul pair per expert's contiguous segment
-            y_AZ = torch.cat([
-                relu2(x_nZ @ up_EFZ[e].T) @ down_EZF[e].T for e, x_nZ in enumerate(x_AZ.split(counts_E.tolist()))
-            ])
+        y_AZ = _grouped_experts(x_AZ, up_EFZ, down_EZF, counts_E.cumsum(0).to(torch.int32))
         # gate-weight each assignment and add it to its token in float32, in expert order as HF's
         # index_add_ loop; the batched (1, K) @ (K, Z) matmul it replaces was 3x slower at K=2
         weighted_AZ = y_AZ.float() * weights_SK.flatten()[order_A, None]
@@ -127,7 +140,7 @@ class MoE(nn.Module):
         scores_SE, weights_SK, experts_SK = self.gate(x_SD)
         routed_SD = self.fc2_latent_proj(self.experts(self.fc1_latent_proj(x_SD), weights_SK, experts_SK))
         with torch.no_grad():
-            self.expert_load += torch.bincount(experts_SK.flatten(), minlength=self.cfg.n_routed_experts)
+            self.expert_load += expert_counts(experts_SK, self.cfg.n_routed_experts)
         if self.training and self.cfg.moe_aux_loss_coeff > 0:
             self.aux_loss = self.cfg.moe_aux_loss_coeff * sequence_aux_loss(
                 scores_SE.view(*x_BTD.shape[:-1], -1), experts_SK.view(*x_BTD.shape[:-1], -1)

@@ -8,11 +8,12 @@ unchanged) and it works on the meta device. Each GEMM (Fprop, Dgrad, Wgrad) is d
 and return float32, and the layer returns its input's dtype (bf16 under FSDP2's mixed
 precision) and its weight's dtype for the weight gradient.
 
-Routed experts: one quantised GEMM per expert over its expert-sorted tokens, with per-expert
-tensor scales (and, for NVFP4, per-expert RHT blocks and rounding streams), which is what FP8
-and NVFP4 grouped GEMMs do (Transformer Engine's GroupedLinear quantises each expert's
-operands separately). torch's `_scaled_grouped_mm` is CUDA-only, so the FP8 experts run one
-`_scaled_mm` per expert, and NVFP4 experts are emulated like dense layers.
+Routed experts: each GEMM is one grouped GEMM over the expert-sorted tokens whose operands are
+quantised per expert (per-expert tensor scales and, for NVFP4, per-expert RHT blocks and
+rounding streams), which is what FP8 and NVFP4 grouped GEMMs do (Transformer Engine's
+GroupedLinear quantises each expert's operands separately). Expert e computes what a
+`QuantizedMatmul` with key mix64(key, e) on its rows alone would, all experts at once and on
+the device: no per-expert loop and no token count on the host (`groups`).
 
 `forward_bf16` (the NVFP4 late switch to BF16, arXiv:2509.25149) runs Fprop exactly as the
 BF16 layer would while Dgrad and Wgrad stay quantised.
@@ -28,10 +29,10 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
-from training.model import moe
 from training.model.linear import Linear, gemm_dtype
 from training.model.mlp import relu2
-from training.model.moe import Experts, group_by_expert
+from training.model.moe import Experts, group_by_expert, grouped_mm
+from training.precision.groups import ExpertGroups
 from training.precision.noise import mix64
 
 
@@ -39,6 +40,9 @@ class Gemms(Protocol):
     def fprop(self, x_MK: torch.Tensor, w_NK: torch.Tensor) -> torch.Tensor: ...
     def dgrad(self, dy_MN: torch.Tensor, w_NK: torch.Tensor, key: int) -> torch.Tensor: ...
     def wgrad(self, dy_MN: torch.Tensor, x_MK: torch.Tensor, key: int) -> torch.Tensor: ...
+    def grouped_fprop(self, x_AK: torch.Tensor, w_ENK: torch.Tensor, groups: ExpertGroups) -> torch.Tensor: ...
+    def grouped_dgrad(self, dy_AN: torch.Tensor, w_ENK: torch.Tensor, groups: ExpertGroups, key: int) -> torch.Tensor: ...
+    def grouped_wgrad(self, dy_AN: torch.Tensor, x_AK: torch.Tensor, groups: ExpertGroups, key: int) -> torch.Tensor: ...
 
 
 def bf16_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
@@ -78,43 +82,37 @@ class QuantizedMatmul(torch.autograd.Function):
         return dx, dw, db, None, None, None
 
 
-def bf16_grouped_linear(x_AK: torch.Tensor, w_ENK: torch.Tensor, counts: list[int]) -> torch.Tensor:
+def bf16_grouped_linear(x_AK: torch.Tensor, w_ENK: torch.Tensor, offs_E: torch.Tensor) -> torch.Tensor:
     """`Experts.forward`'s arithmetic for one projection (output in the GEMM dtype)."""
     dtype = gemm_dtype(x_AK)
-    x_AK, w_EKN = x_AK.to(dtype), w_ENK.to(dtype).transpose(1, 2)
-    if moe.HAS_GROUPED_MM:
-        return torch._grouped_mm(x_AK, w_EKN, offs=torch.tensor(counts, device=x_AK.device).cumsum(0).to(torch.int32))
-    return torch.cat([x_nK @ w_EKN[e] for e, x_nK in enumerate(x_AK.split(counts))])
+    return grouped_mm(x_AK.to(dtype), w_ENK.to(dtype).transpose(1, 2), offs_E)
 
 
 class GroupedQuantizedMatmul(torch.autograd.Function):
-    """y_A = x_A W_e^T for the rows A of each expert e (`counts` rows per expert, in order):
-    one quantised GEMM per expert, keyed mix64(key, e). Returns the GEMM dtype, as Experts."""
+    """y_A = x_A W_e^T for the rows A of each expert e (`groups`): one grouped GEMM per GEMM,
+    expert e's operands quantised on their own (key mix64(key, e)). Returns the GEMM dtype,
+    as Experts."""
 
     @staticmethod
     def forward(
-        ctx: Any, x_AK: torch.Tensor, w_ENK: torch.Tensor, counts: list[int], gemms: Gemms, key: int, forward_bf16: bool
+        ctx: Any, x_AK: torch.Tensor, w_ENK: torch.Tensor, groups: ExpertGroups, gemms: Gemms, key: int,
+        forward_bf16: bool,
     ) -> torch.Tensor:
         ctx.save_for_backward(x_AK, w_ENK)
-        ctx.counts, ctx.gemms, ctx.key = counts, gemms, key
+        ctx.groups, ctx.gemms, ctx.key = groups, gemms, key
         if forward_bf16:
-            return bf16_grouped_linear(x_AK, w_ENK, counts)
-        y_AN = torch.zeros(x_AK.shape[0], w_ENK.shape[1], dtype=gemm_dtype(x_AK), device=x_AK.device)
-        for e, (x_nK, y_nN) in enumerate(zip(x_AK.split(counts), y_AN.split(counts))):
-            if counts[e]:
-                y_nN.copy_(gemms.fprop(x_nK, w_ENK[e]))
-        return y_AN
+            return bf16_grouped_linear(x_AK, w_ENK, groups.offs_E)
+        return gemms.grouped_fprop(x_AK, w_ENK, groups).to(gemm_dtype(x_AK))
 
     @staticmethod
     def backward(ctx: Any, dy_AN: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x_AK, w_ENK = ctx.saved_tensors
-        gemms, key, counts = ctx.gemms, ctx.key, ctx.counts
-        dx_AK = torch.zeros_like(x_AK)
-        dw_ENK = torch.zeros_like(w_ENK)
-        for e, (dy_nN, x_nK, dx_nK) in enumerate(zip(dy_AN.split(counts), x_AK.split(counts), dx_AK.split(counts))):
-            if counts[e]:
-                dx_nK.copy_(gemms.dgrad(dy_nN, w_ENK[e], mix64(key, e)))
-                dw_ENK[e] = gemms.wgrad(dy_nN, x_nK, mix64(key, e))
+        gemms, key, groups = ctx.gemms, ctx.key, ctx.groups
+        dx_AK = dw_ENK = None
+        if ctx.needs_input_grad[0]:
+            dx_AK = gemms.grouped_dgrad(dy_AN, w_ENK, groups, key).to(x_AK.dtype)
+        if ctx.needs_input_grad[1]:
+            dw_ENK = gemms.grouped_wgrad(dy_AN, x_AK, groups, key).to(w_ENK.dtype)
         return dx_AK, dw_ENK, None, None, None, None
 
 
@@ -137,9 +135,9 @@ class QuantizedExperts(Experts):
     def forward(self, x_SZ: torch.Tensor, weights_SK: torch.Tensor, experts_SK: torch.Tensor) -> torch.Tensor:
         S, K = experts_SK.shape
         order_A, counts_E = group_by_expert(experts_SK, self.up_proj.shape[0])
-        counts = counts_E.tolist()
+        groups = ExpertGroups.from_counts(experts_SK.flatten()[order_A], counts_E)
         x_AZ = x_SZ[order_A // K]
-        args = (counts, self.gemms)
+        args = (groups, self.gemms)
         h_AF = relu2(GroupedQuantizedMatmul.apply(x_AZ, self.up_proj, *args, mix64(self.rng_key, 0), self.forward_bf16))
         y_AZ = GroupedQuantizedMatmul.apply(h_AF, self.down_proj, *args, mix64(self.rng_key, 1), self.forward_bf16)
         # un-sort, then combine each token's K expert outputs in float32, as Experts.forward

@@ -18,6 +18,7 @@ from training.model.moe import Experts, experts_reference
 from training.precision import set_forward_bf16
 from training.precision import fp8 as fp8_module
 from training.precision.fp8 import Fp8Gemms
+from training.precision.groups import ExpertGroups
 from training.precision.layers import GroupedQuantizedMatmul, QuantizedMatmul, quantize_module
 from training.precision.noise import mix64
 from training.precision.nvfp4 import NVFP4Gemms, quantize_nvfp4
@@ -192,10 +193,37 @@ def test_experts_forward_bf16_equals_bf16_experts(grouped, monkeypatch):
     assert torch.equal(experts(x_SZ, *_routing()), plain(x_SZ, *_routing()))
 
 
-def test_grouped_matmul_with_no_tokens():
+@pytest.mark.parametrize("recipe", list(GEMMS))
+def test_grouped_matmul_equals_slow_reference_per_expert(recipe):
+    """One grouped GEMM per GEMM, computed for all experts at once on the device, gives every
+    expert exactly the slow twin's (y, dx, dw) of its rows alone (key mix64(KEY, e) for NVFP4);
+    groups of 0, 1 and 17 rows exercise the per-expert padding to blocks of 16 tokens."""
+    counts = [0, 1, 3, 17, 40, 2, 0, 9]
+    counts_E = torch.tensor(counts)
+    x_AK = torch.randn(sum(counts), 72, generator=_gen(3), requires_grad=True)
+    w_ENK = (torch.randn(8, 40, 72, generator=_gen(1)) * 0.05).requires_grad_()
+    dy_AN = torch.randn(sum(counts), 40, generator=_gen(4))
+    groups = ExpertGroups.from_counts(torch.arange(8).repeat_interleave(counts_E), counts_E)
+    y_AN = GroupedQuantizedMatmul.apply(x_AK, w_ENK, groups, GEMMS[recipe], KEY, False)
+    y_AN.backward(dy_AN)
+    rows = zip(x_AK.detach().split(counts), dy_AN.split(counts), y_AN.detach().split(counts), x_AK.grad.split(counts))
+    for e, (x_nK, dy_nN, y_nN, dx_nK) in enumerate(rows):
+        if not counts[e]:
+            assert torch.equal(w_ENK.grad[e], torch.zeros(40, 72))  # an idle expert
+            continue
+        if recipe == "nvfp4":
+            ref = nvfp4_linear_reference(x_nK, w_ENK.detach()[e], dy_nN, key=mix64(KEY, e), seed=SEED)
+        else:
+            ref = fp8_linear_reference(x_nK, w_ENK.detach()[e], dy_nN, GEMMS[recipe].grad_dtype)
+        assert all(torch.equal(got, exp) for got, exp in zip((y_nN, dx_nK, w_ENK.grad[e]), ref)), e
+
+
+@pytest.mark.parametrize("recipe", ["fp8-e4m3", "nvfp4"])
+def test_grouped_matmul_with_no_tokens(recipe):
     x_AK = torch.zeros(0, 48, requires_grad=True)
     w_ENK = torch.randn(8, 40, 48, requires_grad=True)
-    y = GroupedQuantizedMatmul.apply(x_AK, w_ENK, [0] * 8, GEMMS["nvfp4"], KEY, False)
+    no_rows = ExpertGroups.from_counts(torch.zeros(0, dtype=torch.int64), torch.zeros(8, dtype=torch.int64))
+    y = GroupedQuantizedMatmul.apply(x_AK, w_ENK, no_rows, GEMMS[recipe], KEY, False)
     y.sum().backward()
     assert y.shape == (0, 40) and torch.equal(w_ENK.grad, torch.zeros_like(w_ENK))
 
