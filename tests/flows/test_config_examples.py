@@ -17,7 +17,8 @@ from training.yaml_config import merge_overrides
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 LOADERS = {"curate.yaml": load_curate_config, "classifiers.yaml": load_classifiers_config, "mixture.yaml": load_mixture,
-           "train.yaml": load_train_config, "pipeline.yaml": load_pipeline_config, "rephrase.yaml": load_rephrase_config}
+           "train.yaml": load_train_config, "pipeline.yaml": load_pipeline_config, "rephrase.yaml": load_rephrase_config,
+           "long-context.yaml": load_train_config, "long-context-mixture.yaml": load_mixture}
 
 
 def test_every_example_has_a_loader() -> None:

@@ -7,6 +7,12 @@
                              `doc_ids_BT` that resets Mamba state and masks attention
     phase      int           mixture phase of the window
 
+L is the seq_len of the window's phase. `MixtureLoader` stacks them into batches of the
+phase's `micro_batch_size` (else its `batch_size`), one window shape per batch: where a
+phase changes seq_len or micro_batch_size, a batch left incomplete by the old phase is
+handed out short (training never sees one: `training.trainer.config.batch_schedule` puts
+such boundaries where every worker's batches come out whole).
+
 Each (rank, DataLoader worker) pair is one consumer of training.data.stream. Workers
 prefetch, so their progress is not what training has consumed: `MixtureLoader` has every
 batch carry its consumer's state and keeps the state of the last batch each worker
@@ -100,41 +106,75 @@ def collate_windows(samples: list[dict]) -> dict:
     return batch
 
 
+class _PhaseBatches(IterableDataset):
+    """A MixtureDataset's windows collated into batches of their phase's size, one window shape
+    per batch (collated inside the DataLoader workers, as automatic batching would)."""
+
+    def __init__(self, dataset: MixtureDataset, batch_size: int) -> None:
+        self.dataset = dataset
+        self.shapes = [(p.seq_len, p.micro_batch_size or batch_size) for p in dataset.plan.phases]
+
+    def __iter__(self) -> Iterator[dict]:
+        pending: list[dict] = []
+        for sample in self.dataset:
+            shape = self.shapes[sample["phase"]]  # (seq_len, windows per batch)
+            if pending and self.shapes[pending[0]["phase"]] != shape:
+                yield collate_windows(pending)
+                pending = []
+            pending.append(sample)
+            if len(pending) == shape[1]:
+                yield collate_windows(pending)
+                pending = []
+        if pending:
+            yield collate_windows(pending)
+
+
 class MixtureLoader:
-    """A DataLoader over a MixtureDataset whose `state_dict()` covers all its workers."""
+    """A DataLoader over a MixtureDataset whose `state_dict()` covers all its workers.
+
+    `batch_size` is the windows per batch of the phases that do not set their own
+    `micro_batch_size`."""
 
     def __init__(self, dataset: MixtureDataset, *, batch_size: int, num_workers: int = 0,
                  pin_memory: bool = False, prefetch_factor: int | None = None) -> None:
         self.dataset, self.batch_size, self.num_workers = dataset, batch_size, num_workers
         self.pin_memory, self.prefetch_factor = pin_memory, prefetch_factor
         self.batches = 0  # batches handed out since the start of training
+        self.phase: str | None = None  # mixture phase of the last window handed out
         self._consumers: dict[int, dict] = {}
 
     def __iter__(self) -> Iterator[dict]:
         self.dataset._start = dict(self._consumers)
         self.dataset._rotation = self.batches % max(1, self.num_workers)
         self.dataset._attach_state = True
-        loader = DataLoader(self.dataset, batch_size=self.batch_size, num_workers=self.num_workers,
-                            collate_fn=collate_windows, pin_memory=self.pin_memory,
+        loader = DataLoader(_PhaseBatches(self.dataset, self.batch_size), batch_size=None,
+                            num_workers=self.num_workers, pin_memory=self.pin_memory,
                             prefetch_factor=self.prefetch_factor if self.num_workers else None)
         for batch in loader:
             self._consumers.update(batch.pop(_STATE))
             self.batches += 1
+            self.phase = self.dataset.plan.phases[int(batch["phase"][-1])].name
             yield batch
 
     def state_dict(self) -> dict:
         return {"rank": self.dataset.rank, "world_size": self.dataset.world_size, "num_workers": self.num_workers,
-                "batches": self.batches, "consumers": dict(self._consumers)}
+                "batches": self.batches, "phase": self.phase, "consumers": dict(self._consumers)}
 
     def load_state_dict(self, state: dict) -> None:
         _check_same(state, rank=self.dataset.rank, world_size=self.dataset.world_size, num_workers=self.num_workers)
-        self.batches = state["batches"]
+        phase = state.get("phase")  # states saved before phases were recorded have none
+        names = [p.name for p in self.dataset.plan.phases]
+        if phase is not None and phase not in names:
+            raise ValueError(f"loader state was saved in mixture phase {phase!r}, which this mixture does not have "
+                             f"(phases: {', '.join(names)}); resume with the mixture the run started with")
+        self.batches, self.phase = state["batches"], phase
         self._consumers = {int(k): v for k, v in state["consumers"].items()}
 
 
 def build_loader(mixture: str | Path, *, batch_size: int, rank: int = 0, world_size: int = 1,
                  num_workers: int = 0, tokens: int | None = None) -> MixtureLoader:
-    """The trainer's entry point: a mixture YAML to a resumable loader for this rank."""
+    """The trainer's entry point: a mixture YAML to a resumable loader for this rank
+    (`batch_size` windows per batch unless a phase sets its `micro_batch_size`)."""
     plan = plan_mixture(load_mixture(mixture), tokens)
     return MixtureLoader(MixtureDataset(plan, rank=rank, world_size=world_size), batch_size=batch_size,
                          num_workers=num_workers)

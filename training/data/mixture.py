@@ -3,9 +3,15 @@
 A component is a glob of token shards, optional row filters (source, quality level,
 synthetic kind), a weight and an optional `max_epochs`. Phases (Nemotron-H, section 2.4:
 blends that shift toward high-quality data late in training) each give their own weights
-and a token budget; only the last phase may leave its budget open. Everything is checked
+and a token budget; only the last phase may leave its budget open. A phase may also set
+its own `seq_len` and `micro_batch_size`: a long-context phase (Nemotron Nano 2,
+arXiv:2508.14444, continues pretraining at 512k tokens per sequence). Everything is checked
 against the shards' footers (no tokens are read): missing shards, weights that do not sum
 to 1, and components that a token budget would read more than `max_epochs` times.
+
+Budgets are tokens; windows are whole. Each phase holds the whole windows of its seq_len
+that end by its last token, and the rest (less than one window) passes to the next phase,
+so rounding never accumulates and a phase must hold at least one window.
 """
 
 from __future__ import annotations
@@ -58,13 +64,15 @@ class PhaseSpec(BaseModel):
     name: str  # unique among the phases
     tokens: int | None = Field(default=None, gt=0)  # budget; None (last phase only): to the end
     weights: dict[str, float]  # component -> share of this phase's tokens (sum to 1; missing: 0)
+    seq_len: int | None = Field(default=None, gt=0)  # tokens per window in this phase; null: the mixture's seq_len
+    micro_batch_size: int | None = Field(default=None, gt=0)  # windows per rank per micro-step; null: batch.micro_batch_size
 
 
 class MixtureConfig(BaseModel):
     """`ccforge mix` and the trainer's `data.mixture`: named components, their weights or phases."""
 
     model_config = ConfigDict(extra="forbid")
-    seq_len: int = Field(gt=0)  # tokens per training window (the loader packs seq_len + 1)
+    seq_len: int = Field(gt=0)  # tokens per training window (the loader packs seq_len + 1); phases may override it
     seed: int = 0  # of the deterministic sampling order
     components: dict[str, ComponentSpec] = Field(min_length=1)  # name -> component
     phases: list[PhaseSpec] | None = None  # blends that change over training; null: the components' weights
@@ -95,11 +103,11 @@ class MixtureConfig(BaseModel):
             raise ValueError(f"phase names repeat: {names}")
         return self
 
-    def phase_weights(self) -> list[tuple[str, int | None, dict[str, float]]]:
-        """(name, token budget, weight of every component) per phase; one open phase without phases."""
-        if not self.phases:
-            return [("all", None, {n: float(c.weight) for n, c in self.components.items()})]
-        return [(p.name, p.tokens, {n: float(p.weights.get(n, 0.0)) for n in self.components}) for p in self.phases]
+    def phase_specs(self) -> list[PhaseSpec]:
+        """The phases; without phases, one open phase of the components' weights."""
+        if self.phases:
+            return self.phases
+        return [PhaseSpec(name="all", weights={n: float(c.weight) for n, c in self.components.items()})]
 
 
 def _check_sum(what: str, weights: dict[str, float]) -> None:
@@ -161,6 +169,8 @@ class PhasePlan:
     start: int  # first token of the phase (tokens count window positions: seq_len per window)
     tokens: int | None  # None: runs until the loader is stopped
     weights: dict[str, float]
+    seq_len: int  # tokens per window in this phase
+    micro_batch_size: int | None  # windows per rank per micro-step; None: the loader's batch size
 
     @property
     def end(self) -> int | None:
@@ -180,8 +190,17 @@ class MixturePlan:
         return self.phases[-1].end
 
     def phase_end_windows(self) -> list[int | None]:
-        """Global window index at which each phase ends (windows hold seq_len new tokens)."""
-        return [None if p.end is None else p.end // self.config.seq_len for p in self.phases]
+        """Global window index at which each phase ends: its whole windows of its seq_len new
+        tokens that end by its last token (the rest of the tokens pass to the next phase)."""
+        ends, window, position = [], 0, 0  # position: the token where the next window starts
+        for phase in self.phases:
+            if phase.end is None:
+                ends.append(None)
+                continue
+            count = (phase.end - position) // phase.seq_len
+            window, position = window + count, position + count * phase.seq_len
+            ends.append(window)
+        return ends
 
     def drawn(self, phase: PhasePlan, component: str) -> float:
         return 0.0 if phase.tokens is None else phase.weights[component] * phase.tokens
@@ -200,19 +219,22 @@ def plan_mixture(config: MixtureConfig, tokens: int | None = None,
     """Place the phases on a budget of `tokens` (None: as configured) and check `max_epochs`."""
     components = resolve_components(config) if components is None else components
     phases, start = [], 0
-    for name, budget, weights in config.phase_weights():
+    for spec in config.phase_specs():
+        budget = spec.tokens
         if tokens is not None:
             budget = tokens - start if budget is None else min(budget, tokens - start)
             if budget <= 0:
                 break
-        phases.append(PhasePlan(name=name, start=start, tokens=budget, weights=weights))
+        phases.append(PhasePlan(name=spec.name, start=start, tokens=budget,
+                                weights={n: float(spec.weights.get(n, 0.0)) for n in config.components},
+                                seq_len=spec.seq_len or config.seq_len, micro_batch_size=spec.micro_batch_size))
         start += budget or 0
     if tokens is not None and start < tokens:
         raise MixtureError(f"phases cover {start:,} tokens but {tokens:,} were asked for; "
                            "leave out the last phase's tokens to let it run to the end")
-    if any(p.tokens is not None and p.tokens < config.seq_len for p in phases):
-        short = next(p for p in phases if p.tokens is not None and p.tokens < config.seq_len)
-        raise MixtureError(f"phase {short.name!r} has {short.tokens} tokens, less than one window (seq_len {config.seq_len})")
+    short = next((p for p in phases if p.tokens is not None and p.tokens < p.seq_len), None)
+    if short is not None:
+        raise MixtureError(f"phase {short.name!r} has {short.tokens} tokens, less than one window (seq_len {short.seq_len})")
     plan = MixturePlan(config=config, components=components, phases=phases)
     _check_epochs(plan)
     return plan

@@ -14,9 +14,16 @@ schedule on tokens (Megatron's `build_blending_indices`, by tokens not samples):
 component furthest behind its share of the phase's tokens so far. Consumer k's j-th window
 is global window j * N + k, and the phase of a window follows from its global index.
 
-The state is a few integers per component (unit position, row) plus the window count,
-the phase's token counters and the position inside the document being packed: restoring
-it continues with exactly the next token.
+A phase may change seq_len (a long-context phase): from the phase's first window on, windows
+hold its seq_len + 1 tokens. The packing does not restart: the document in progress at the
+boundary goes on in the new phase's first window (which starts, as always, with the last
+token of the window before), so no token is dropped or repeated. Its remaining tokens were
+counted when it started, under the old phase's weights.
+
+The state is a few integers per component (unit position, row) plus the window count and
+phase, the phase's token counters and the position inside the document being packed:
+restoring it continues with exactly the next token, on either side of a phase boundary (the
+window count says which phase, and so which seq_len, comes next).
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ class DocRef:
 
 @dataclass(frozen=True)
 class Window:
-    """seq_len + 1 tokens; `doc_ids` numbers the documents inside the window from 0."""
+    """Its phase's seq_len + 1 tokens; `doc_ids` numbers the documents inside the window from 0."""
 
     tokens: np.ndarray  # int32 [L+1]
     doc_ids: np.ndarray  # int32 [L+1], non-decreasing
@@ -120,7 +127,7 @@ class ConsumerStream:
 
     def __init__(self, plan: MixturePlan, *, consumer: int, num_consumers: int, state: dict | None = None) -> None:
         self.plan, self.consumer, self.num_consumers = plan, consumer, num_consumers
-        self.seq_len = plan.config.seq_len
+        self.seq_lens = [p.seq_len for p in plan.phases]
         eos_ids = {s.eos_id for c in plan.components for s in c.shards}
         eos_id = next(iter(eos_ids)) if len(eos_ids) == 1 else None
         self.readers = [ComponentReader(c, index=i, seed=plan.config.seed, consumer=consumer,
@@ -154,7 +161,7 @@ class ConsumerStream:
             return None
         if phase != self.phase:
             self.phase, self.taken[:] = phase, 0
-        size = self.seq_len + 1
+        size = self.seq_lens[phase] + 1
         tokens = np.empty(size, dtype=np.int32)
         doc_ids = np.empty(size, dtype=np.int32)
         components = np.empty(size, dtype=np.int16)

@@ -1,11 +1,12 @@
 """Sharded training checkpoints with torch.distributed.checkpoint (DCP), crash-safe.
 
 A checkpoint is a directory `step-00000100/` under the run's `checkpoints/`, holding DCP's
-shard files and `.metadata`, plus `meta.json` (step, model config, train config). Every
-rank writes its own shards into `step-00000100.tmp/`; once all ranks are done, rank 0
-renames it. A crash while saving leaves only a `.tmp` directory, which is never picked
-up, so the previous checkpoint stays the newest loadable one. Old checkpoints beyond
-`keep_last` are removed after a successful save.
+shard files and `.metadata`, plus `meta.json` (step, model config, train config, the
+mixture phase the data loader is in). Every rank writes its own shards into
+`step-00000100.tmp/`; once all ranks are done, rank 0 renames it. A crash while saving
+leaves only a `.tmp` directory, which is never picked up, so the previous checkpoint stays
+the newest loadable one. Old checkpoints beyond `keep_last` are removed after a successful
+save.
 
 State: model and optimizer (sharded DTensors, resharded on load if the world size
 changed), the LR scheduler, the step and skip counters, and per rank the RNG states and

@@ -2,18 +2,23 @@
 
 Every field has a default except the mixture; `examples/train.yaml` shows them all.
 Batch arithmetic: global_batch_tokens = seq_len x micro_batch_size x grad_accum x world_size,
-so gradient accumulation follows from the others and must come out whole.
+so gradient accumulation follows from the others and must come out whole. A mixture phase
+may set its own seq_len and micro_batch_size (a long-context phase); global_batch_tokens
+holds in every phase, so each phase has its own grad_accum, and the learning-rate schedule,
+which counts optimizer steps, runs on unchanged.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from training.data.mixture import MixturePlan
 from training.model import HybridConfig, get_preset
 from training.model.hf_interop import config_from_hf
 from training.precision import PrecisionConfig
@@ -68,7 +73,7 @@ class BatchSection(_Section):
     """Batch arithmetic: global_batch_tokens = seq_len x micro_batch_size x grad_accum x world_size."""
 
     global_batch_tokens: int = Field(default=16384, gt=0)  # tokens per optimizer step over all ranks
-    micro_batch_size: int = Field(default=4, gt=0)  # sequences per rank per forward/backward
+    micro_batch_size: int = Field(default=4, gt=0)  # sequences per rank per forward/backward (a mixture phase may set its own)
 
 
 class OptimizerSection(_Section):
@@ -134,15 +139,85 @@ class TrainConfig(_Section):
     out: str = "runs/train"  # the run directory: checkpoints, metrics, logs
 
 
-def grad_accum_steps(cfg: TrainConfig, *, seq_len: int, world_size: int) -> int:
-    """Micro-steps per optimizer step; the batch numbers must divide evenly."""
-    per_micro_step = seq_len * cfg.batch.micro_batch_size * world_size
+def grad_accum_steps(cfg: TrainConfig, *, seq_len: int, world_size: int, micro_batch_size: int | None = None,
+                     phase: str | None = None) -> int:
+    """Micro-steps per optimizer step with micro-batches of `micro_batch_size` (default
+    batch.micro_batch_size) windows of `seq_len`; the batch numbers must divide evenly. The
+    error names mixture `phase` if given."""
+    micro_batch_size = micro_batch_size or cfg.batch.micro_batch_size
+    per_micro_step = seq_len * micro_batch_size * world_size
     if cfg.batch.global_batch_tokens % per_micro_step:
         raise TrainConfigError(
             f"batch.global_batch_tokens {cfg.batch.global_batch_tokens} is not a multiple of seq_len {seq_len} x "
-            f"micro_batch_size {cfg.batch.micro_batch_size} x world size {world_size} = {per_micro_step}"
+            f"micro_batch_size {micro_batch_size} x world size {world_size} = {per_micro_step}"
+            + (f" (mixture phase {phase!r})" if phase else "")
         )
     return cfg.batch.global_batch_tokens // per_micro_step
+
+
+@dataclass(frozen=True)
+class PhaseBatch:
+    """One mixture phase's batch shape: grad_accum micro-batches per rank per optimizer step,
+    each of micro_batch_size windows of seq_len tokens."""
+
+    name: str
+    end: int | None  # the token where the phase ends; None: it runs to the end
+    seq_len: int
+    micro_batch_size: int
+    grad_accum: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.seq_len, self.micro_batch_size
+
+
+@dataclass(frozen=True)
+class BatchSchedule:
+    """The batch shape of every mixture phase; every optimizer step is global_batch_tokens."""
+
+    global_batch_tokens: int
+    phases: tuple[PhaseBatch, ...]
+
+    def at_step(self, step: int) -> PhaseBatch:
+        """The shape of optimizer step `step` (0-based): that of the phase holding its first token
+        (past the planned phases, the last one's: the loader will run out)."""
+        first_token = step * self.global_batch_tokens
+        return next((p for p in self.phases if p.end is None or first_token < p.end), self.phases[-1])
+
+
+def batch_schedule(cfg: TrainConfig, plan: MixturePlan, *, world_size: int) -> BatchSchedule:
+    """Each phase's batch shape, checked: grad accumulation comes out whole in every phase, and
+    the shape changes only between optimizer steps."""
+    phases = []
+    for phase in plan.phases:
+        micro_batch_size = phase.micro_batch_size or cfg.batch.micro_batch_size
+        grad_accum = grad_accum_steps(cfg, seq_len=phase.seq_len, world_size=world_size,
+                                      micro_batch_size=micro_batch_size, phase=phase.name)
+        phases.append(PhaseBatch(name=phase.name, end=phase.end, seq_len=phase.seq_len,
+                                 micro_batch_size=micro_batch_size, grad_accum=grad_accum))
+    _check_shape_changes(phases, global_batch_tokens=cfg.batch.global_batch_tokens,
+                         workers=max(1, cfg.data.num_workers))
+    return BatchSchedule(global_batch_tokens=cfg.batch.global_batch_tokens, phases=tuple(phases))
+
+
+def _check_shape_changes(phases: list[PhaseBatch], *, global_batch_tokens: int, workers: int) -> None:
+    """A phase boundary that changes seq_len or micro_batch_size must fall between optimizer steps,
+    after the same number of whole micro-batches from every DataLoader worker of every rank (they
+    take turns). So the tokens since the last change must be whole steps, and whole rounds of
+    the workers: a multiple of global_batch_tokens x lcm(grad_accum, workers) / grad_accum."""
+    since = 0  # the token of the last change of shape
+    for before, after in zip(phases, phases[1:]):
+        if before.shape == after.shape:
+            continue
+        multiple = global_batch_tokens * math.lcm(before.grad_accum, workers) // before.grad_accum
+        if (before.end - since) % multiple:
+            raise TrainConfigError(
+                f"mixture phase {after.name!r} changes seq_len x micro_batch_size from {before.seq_len} x "
+                f"{before.micro_batch_size} to {after.seq_len} x {after.micro_batch_size} at token {before.end:,}, "
+                f"which is not between optimizer steps: make the tokens from {since:,} to there a multiple of {multiple:,} "
+                + ("(batch.global_batch_tokens)" if multiple == global_batch_tokens
+                   else f"(batch.global_batch_tokens x {multiple // global_batch_tokens}, for {workers} DataLoader workers)"))
+        since = before.end
 
 
 def load_train_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> TrainConfig:

@@ -7,15 +7,20 @@ label tokens on all ranks (times the world size, which FSDP's gradient averaging
 out), so the gradient is that of the mean loss over every token of the global batch.
 Gradients are reduce-scattered once per step (`set_requires_gradient_sync` holds back the
 reductions of earlier micro-batches).
+
+`Trainer.step` reads nothing back to the host (no `.item()`, no data-dependent branch), so the
+host can queue the next step's kernels while the device runs this one: the loss weights are
+device tensors, a non-finite step is skipped by fused AdamW itself (`found_inf`), and the
+router-bias update is masked on the device. `train_step` then copies the step's numbers for
+the log in one transfer.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-from collections import Counter
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +35,7 @@ from training.model.config import HybridConfig
 from training.model.flops import training_flops_per_token
 from training.precision import set_forward_bf16
 from training.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from training.trainer.config import TrainConfig, TrainConfigError, grad_accum_steps
+from training.trainer.config import TrainConfig, TrainConfigError, batch_schedule
 from training.trainer.distributed import DistInfo, all_reduce_sum, close_distributed, init_distributed
 from training.trainer.metrics import MetricsLogger, peak_tflops
 from training.trainer.optim import build_optimizer, build_scheduler
@@ -53,13 +58,24 @@ class TrainResult:
     checkpoint: Path | None
 
 
-def _expert_load_stats(loads: dict[str, torch.Tensor]) -> dict[str, float]:
+@dataclass
+class StepTensors:
+    """What one optimizer step leaves on the device for the log."""
+
+    losses: dict[str, torch.Tensor]  # lm_loss (and mtp_loss, aux_loss): float64 means over the global batch
+    step_tokens: torch.Tensor  # label tokens of the global batch
+    grad_norm: torch.Tensor
+    finite: torch.Tensor  # bool: the update was applied
+    expert_loads: dict[str, torch.Tensor]  # (E,) tokens per expert, per MoE layer
+
+
+def _expert_load_stats(loads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Per-layer load relative to the layer's mean: the smallest, the largest, the mean CV."""
     if not loads:
         return {}
-    rel = [load / load.mean().clamp(min=1e-9) for load in loads.values()]
-    return {"expert_load_min": min(r.min().item() for r in rel), "expert_load_max": max(r.max().item() for r in rel),
-            "expert_load_cv": sum(r.std(unbiased=False).item() for r in rel) / len(rel)}
+    rel_LE = torch.stack([load / load.mean().clamp(min=1e-9) for load in loads.values()])
+    return {"expert_load_min": rel_LE.min(), "expert_load_max": rel_LE.max(),
+            "expert_load_cv": rel_LE.std(1, unbiased=False).mean()}
 
 
 def check_vocabulary(plan: MixturePlan, model_cfg: HybridConfig) -> str | None:
@@ -83,11 +99,10 @@ class Trainer:
         budget = cfg.data.tokens or cfg.max_steps * cfg.batch.global_batch_tokens
         self.loader = build_loader(cfg.data.mixture, batch_size=cfg.batch.micro_batch_size, rank=self.dist.rank,
                                    world_size=self.dist.world_size, num_workers=cfg.data.num_workers, tokens=budget)
-        self.seq_len = self.loader.dataset.plan.config.seq_len
         tokenizer = check_vocabulary(self.loader.dataset.plan, self.model_cfg)
         self.checkpoint_meta = {"model_config": asdict(self.model_cfg), "train_config": cfg.model_dump(mode="json"),
                                 "tokenizer": tokenizer}
-        self.grad_accum = grad_accum_steps(cfg, seq_len=self.seq_len, world_size=self.dist.world_size)
+        self.batch_schedule = batch_schedule(cfg, self.loader.dataset.plan, world_size=self.dist.world_size)
         self.model, self.formats = build_model(cfg, self.model_cfg, self.dist.device)
         self.optimizer = build_optimizer(self.model, cfg.optimizer)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, max_steps=cfg.max_steps,
@@ -99,80 +114,105 @@ class Trainer:
                                                        scheduler=self.scheduler)
             self.loader.load_state_dict(loader_state)
             self.resumed_from = path
-        self.flops_per_token = training_flops_per_token(self.model_cfg, self.seq_len)
+        self.flops_per_token = {phase.seq_len: training_flops_per_token(self.model_cfg, phase.seq_len)
+                                for phase in self.batch_schedule.phases}
+
+    @property
+    def grad_accum(self) -> int:
+        """Micro-batches per rank in the next optimizer step: its mixture phase's."""
+        return self.batch_schedule.at_step(self.state["step"]).grad_accum
 
     # -- one optimizer step -------------------------------------------------------------
-    def _forward_backward(self, micro_batches: list[dict]) -> dict[str, torch.Tensor]:
+    def _forward_backward(self, micro_batches: list[dict]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Backward of every micro-batch; (mean losses over the global batch, its label tokens)."""
         device = self.dist.device
         label_tokens = torch.tensor([b["input_ids"][:, 1:].numel() for b in micro_batches], dtype=torch.float64)
-        step_tokens = all_reduce_sum(label_tokens.sum().to(device)).item()
+        step_tokens = all_reduce_sum(label_tokens.sum().to(device))
+        weights = label_tokens.to(device) / step_tokens  # each micro-batch's share of the global batch
+        loss_scales = (weights * self.dist.world_size).float()
         sums = {"lm_loss": torch.zeros((), dtype=torch.float64, device=device)}
         for index, batch in enumerate(micro_batches):
             self.model.set_requires_gradient_sync(index == len(micro_batches) - 1)
             window = batch["input_ids"].to(device)
             doc_ids = batch["doc_ids"][:, :-1].to(device) if self.cfg.data.document_boundaries else None
             out = self.model(window[:, :-1], doc_ids_BT=doc_ids, labels_BT=window[:, 1:])
-            weight = label_tokens[index].item() / step_tokens
-            (out.loss * (weight * self.dist.world_size)).backward()
+            (out.loss * loss_scales[index]).backward()
             for name in ("lm_loss", "mtp_loss", "aux_loss"):
                 value = getattr(out, name)
                 if value is not None:
-                    sums[name] = sums.get(name, 0) + value.detach().double() * weight
+                    sums[name] = sums.get(name, 0) + value.detach().double() * weights[index]
         names = sorted(sums)
         totals = all_reduce_sum(torch.stack([sums[n] for n in names]))
-        return {"step_tokens": torch.tensor(step_tokens), **dict(zip(names, totals))}
+        return dict(zip(names, totals)), step_tokens
 
-    def _clip(self) -> float:
+    def _clip(self) -> torch.Tensor:
         max_norm = self.cfg.optimizer.grad_clip or float("inf")
         norm = nn.utils.clip_grad_norm_(self.model.parameters(), max_norm, foreach=True)
-        if hasattr(norm, "full_tensor"):
-            norm = norm.full_tensor()
-        return norm.item()
+        return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
 
-    def _balance_experts(self, apply: bool) -> dict[str, float]:
-        layers = moe_layers(self.model)
-        for moe in layers.values():
+    def _optimizer_step(self, finite: torch.Tensor) -> None:
+        """AdamW unless `finite` is false. Fused AdamW takes the decision on the device: with
+        `found_inf` set (as a GradScaler sets it) it leaves parameters, moments and step counts
+        alone. The foreach and for-loop kernels cannot: there the flag goes to the host."""
+        if self.optimizer.defaults.get("fused"):
+            self.optimizer.found_inf = (~finite).float()
+            self.optimizer.step()
+        elif finite.item():
+            self.optimizer.step()
+
+    def _balance_experts(self, finite: torch.Tensor) -> dict[str, torch.Tensor]:
+        for moe in moe_layers(self.model).values():
             torch.distributed.all_reduce(moe.expert_load)
-        if not apply:
-            for moe in layers.values():
-                moe.expert_load.zero_()
-            return {}
-        return _expert_load_stats(update_router_bias(self.model))
+        return update_router_bias(self.model, apply=finite)
+
+    def step(self, micro_batches: list[dict]) -> StepTensors:
+        """One optimizer step (forward, backward, clipping, AdamW, router-bias update, LR
+        schedule) without reading anything back to the host. A step whose loss or gradient norm
+        is not finite changes no parameter, moment or router bias."""
+        losses, step_tokens = self._forward_backward(micro_batches)
+        grad_norm = self._clip()
+        finite = losses["lm_loss"].isfinite() & grad_norm.isfinite()
+        self._optimizer_step(finite)
+        loads = self._balance_experts(finite)
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return StepTensors(losses=losses, step_tokens=step_tokens, grad_norm=grad_norm, finite=finite,
+                           expert_loads=loads)
 
     def train_step(self, micro_batches: list[dict]) -> dict[str, Any]:
+        """`step`, then the bookkeeping and the log record, from one device-to-host copy."""
         started = time.perf_counter()
-        losses = self._forward_backward(micro_batches)
-        grad_norm = self._clip()
-        finite = math.isfinite(losses["lm_loss"].item()) and math.isfinite(grad_norm)
-        if finite:
-            self.optimizer.step()
+        lr = self.scheduler.get_last_lr()[0]
+        out = self.step(micro_batches)
+        device_values = {**out.losses, "grad_norm": out.grad_norm, "finite": out.finite,
+                         "step_tokens": out.step_tokens, **_expert_load_stats(out.expert_loads)}
+        values = dict(zip(device_values, torch.stack([v.double() for v in device_values.values()]).tolist()))
+        if values.pop("finite"):
             self.state["skipped_in_row"] = 0
         else:
             self.state["skipped_total"] += 1
             self.state["skipped_in_row"] += 1
-        expert_stats = self._balance_experts(apply=finite)
-        lr = self.scheduler.get_last_lr()[0]
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+            values = {k: v for k, v in values.items() if not k.startswith("expert_load")}
         self.state["step"] += 1
-        step_tokens = int(losses.pop("step_tokens").item())
+        step_tokens = int(values.pop("step_tokens"))
         self.state["tokens"] += step_tokens
         seconds = time.perf_counter() - started
-        record = {"step": self.state["step"], "loss": losses["lm_loss"].item(), "lr": lr, "grad_norm": grad_norm,
+        record = {"step": self.state["step"], "loss": values.pop("lm_loss"), "lr": lr, "grad_norm": values.pop("grad_norm"),
                   "tokens": self.state["tokens"], "tokens_per_s": step_tokens / seconds, "step_seconds": seconds,
                   "skipped_steps": self.state["skipped_total"], "phase": int(micro_batches[-1]["phase"][-1])}
-        record |= {k: v.item() for k, v in losses.items() if k != "lm_loss"} | expert_stats
+        record |= values
         if self.state["skipped_in_row"] > self.cfg.max_skipped_steps:
             raise NonFiniteLossError(
                 f"step {self.state['step']}: {self.state['skipped_in_row']} steps in a row had a non-finite loss or "
-                f"gradient (loss {record['loss']}, grad norm {grad_norm}); lower optimizer.lr or check the data")
+                f"gradient (loss {record['loss']}, grad norm {record['grad_norm']}); lower optimizer.lr or check the data")
         return record
 
     # -- the run ------------------------------------------------------------------------
     def _save(self) -> Path:
         return save_checkpoint(self.out / "checkpoints", step=self.state["step"], model=self.model,
                                optimizer=self.optimizer, scheduler=self.scheduler, trainer_state=dict(self.state),
-                               loader_state=self.loader.state_dict(), meta=self.checkpoint_meta,
+                               loader_state=self.loader.state_dict(),
+                               meta=self.checkpoint_meta | {"phase": self.loader.phase},
                                keep_last=self.cfg.checkpoint.keep_last)
 
     def run(self, max_steps: int | None = None) -> TrainResult:
@@ -183,9 +223,10 @@ class Trainer:
         if is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-            log.info("training %s (%s) on %d rank(s): %d micro-batches of %d x %d tokens per step, %s",
-                     cfg.model.preset, cfg.precision.recipe, self.dist.world_size, self.grad_accum,
-                     cfg.batch.micro_batch_size, self.seq_len,
+            shapes = ", ".join(f"{p.name}: {p.grad_accum} x {p.micro_batch_size} x {p.seq_len}"
+                               for p in self.batch_schedule.phases)
+            log.info("training %s (%s) on %d rank(s), micro-batches x windows x tokens per step (%s), %s",
+                     cfg.model.preset, cfg.precision.recipe, self.dist.world_size, shapes,
                      f"resumed at step {self.state['step']}" if self.resumed_from else "from step 0")
             counts = Counter(self.formats.values())
             log.info("layer formats: %s", ", ".join(f"{n} {fmt}" for fmt, n in sorted(counts.items())))
@@ -207,7 +248,9 @@ class Trainer:
                     log.warning("the mixture ran out of data at step %d", self.state["step"])
                     break
                 record = self.train_step(micro_batches)
-                record["mfu"] = record["tokens_per_s"] / self.dist.world_size * self.flops_per_token / (peak * 1e12)
+                record["seq_len"] = micro_batches[0]["input_ids"].shape[1] - 1
+                record["mfu"] = (record["tokens_per_s"] / self.dist.world_size * self.flops_per_token[record["seq_len"]]
+                                 / (peak * 1e12))
                 if record["step"] % cfg.logging.every_steps == 0 or record["step"] == stop_at:
                     metrics.log(record)
                 if record["step"] % cfg.checkpoint.every_steps == 0 or record["step"] == stop_at:

@@ -43,6 +43,25 @@ def test_plan_places_phases_and_counts_epochs(mixture_file):
     assert plan.epochs()["postgres"][0] == plan.epochs()["postgres"][1]  # weight 0 in anneal
 
 
+LONG_CONTEXT = """
+phases:
+  - {name: stable, tokens: 100000, weights: {handbook: 0.5, postgres: 0.5}}
+  - {name: long, tokens: 60000, seq_len: 512, micro_batch_size: 2, weights: {handbook: 1.0}}
+  - {name: anneal, weights: {synthetic: 1.0}}
+"""
+
+
+def test_phases_with_their_own_seq_len_hold_whole_windows(mixture_file):
+    plan = plan_mixture(load_mixture(mixture_file(THREE_COMPONENTS + LONG_CONTEXT)), tokens=200_000)
+    assert [(p.name, p.start, p.tokens, p.seq_len, p.micro_batch_size) for p in plan.phases] == [
+        ("stable", 0, 100_000, 128, None), ("long", 100_000, 60_000, 512, 2), ("anneal", 160_000, 40_000, 128, None)]
+    # stable: 781 windows of 128 end at token 99,968; long: (160,000 - 99,968) // 512 = 117 windows end at
+    # 159,872; anneal: (200,000 - 159,872) // 128 = 313 windows. The remainders never add up.
+    assert plan.phase_end_windows() == [781, 781 + 117, 781 + 117 + 313]
+    with pytest.raises(MixtureError, match=r"^phase 'long' has 500 tokens, less than one window \(seq_len 512\)$"):
+        plan_mixture(load_mixture(mixture_file(THREE_COMPONENTS + LONG_CONTEXT.replace("60000", "500"))))
+
+
 def test_report_has_tables_json_and_chart(mixture_file, tmp_path):
     plan = plan_mixture(load_mixture(mixture_file(THREE_COMPONENTS + WEIGHTS)), tokens=500_000)
     paths = write_mix_report(plan, tmp_path / "report")
@@ -66,6 +85,8 @@ def test_report_has_tables_json_and_chart(mixture_file, tmp_path):
      "mixture.yaml: phases.0.tokens: Input should be greater than 0"),
     ("shuffle: true\nphases:\n  - {name: a, weights: {handbook: 1}}",
      "mixture.yaml: shuffle: Extra inputs are not permitted"),
+    ("phases:\n  - {name: a, tokens: 1000, weights: {handbook: 1}}\n  - {name: b, seq_len: 0, weights: {handbook: 1}}",
+     "mixture.yaml: phases.1.seq_len: Input should be greater than 0"),
 ])
 def test_bad_configs_fail_in_one_line(mixture_file, extra, message):
     with pytest.raises(MixtureError) as err:

@@ -35,3 +35,17 @@ def train_config(tmp_path: Path, token_dir: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+def long_context_config(train_config: Callable[..., Path], tmp_path: Path, token_dir: Path) -> Callable[..., Path]:
+    """train_config over a mixture with a long-context phase: 4 steps of 4 x 64-token windows
+    (grad_accum 2), then windows of 256 tokens, 2 per micro-batch (grad_accum 1); 512 tokens a step."""
+    shards = str(token_dir / "*.parquet")
+    weights = {"handbook": 0.5, "postgres": 0.5}
+    mixture = tmp_path / "long-context-mixture.yaml"
+    mixture.write_text(yaml.safe_dump({"seq_len": 64, "seed": 5, "components": {
+        "handbook": {"paths": shards, "sources": ["handbook"]}, "postgres": {"paths": shards, "sources": ["postgres"]}},
+        "phases": [{"name": "short", "tokens": 4 * 512, "weights": weights},
+                   {"name": "long", "seq_len": 256, "micro_batch_size": 2, "weights": weights}]}))
+    return lambda **sections: train_config(data={"mixture": str(mixture)}, **sections)

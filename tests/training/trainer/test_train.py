@@ -14,6 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import training.trainer.checkpoint as checkpoint_module
 from training.model import load_hf
+from training.trainer.checkpoint import read_checkpoint_meta
 from training.trainer.config import TrainConfigError, load_train_config
 from training.trainer.distributed import close_distributed
 from training.trainer.export import export_hf
@@ -61,6 +62,25 @@ def test_resume_gives_the_same_losses(train_config, tmp_path: Path) -> None:
     assert train(staged, max_steps=4).steps == 4
     assert train(staged, resume=True).steps == 8
     assert [r["loss"] for r in _records(tmp_path / "staged")] == [r["loss"] for r in _records(tmp_path / "straight")]
+
+
+@pytest.mark.slow
+def test_long_context_phase_resumes_exactly_one_step_before_and_after_it(long_context_config, tmp_path: Path) -> None:
+    """Steps 1-4 train on 2 x 4 windows of 64 tokens, steps 5-6 on 1 x 2 windows of 256. A run
+    stopped at step 3 and again at step 5 gives the uninterrupted run's loss at every step."""
+    overrides = {"max_steps": 6, "checkpoint.every_steps": 100, "checkpoint.keep_last": 3,
+                 "logging.tensorboard": False, "logging.peak_tflops": 1.0}
+    train(load_train_config(long_context_config(), overrides | {"out": str(tmp_path / "straight")}))
+    staged = load_train_config(long_context_config(), overrides | {"out": str(tmp_path / "staged")})
+    assert train(staged, max_steps=3).steps == 3
+    assert train(staged, resume=True, max_steps=5).steps == 5
+    assert train(staged, resume=True).steps == 6
+    records = _records(tmp_path / "straight")
+    assert [(r["phase"], r["seq_len"], r["tokens"]) for r in records] == [
+        (0, 64, 512), (0, 64, 1024), (0, 64, 1536), (0, 64, 2048), (1, 256, 2560), (1, 256, 3072)]
+    assert [r["loss"] for r in _records(tmp_path / "staged")] == [r["loss"] for r in records]
+    saved = {path.name: read_checkpoint_meta(path)["phase"] for path in (tmp_path / "staged/checkpoints").iterdir()}
+    assert saved == {"step-00000003": "short", "step-00000005": "long", "step-00000006": "long"}
 
 
 def test_crash_while_saving_keeps_the_previous_checkpoint(train_config, tmp_path: Path, monkeypatch) -> None:
