@@ -17,7 +17,8 @@ def plan_summary(plan: MixturePlan) -> dict:
                         "docs": c.docs, "tokens_available": c.tokens, "max_epochs": c.max_epochs,
                         "tokens_drawn": round(sum(plan.drawn(p, c.name) for p in plan.phases)),
                         "epochs": epochs[c.name][-1]} for c in plan.components],
-        "phases": [{"name": p.name, "start": p.start, "tokens": p.tokens,
+        "phases": [{"name": p.name, "start": p.start, "tokens": p.tokens, "seq_len": p.seq_len,
+                    "micro_batch_size": p.micro_batch_size,
                     "components": [{"name": c.name, "weight": p.weights[c.name],
                                     "tokens_drawn": round(plan.drawn(p, c.name)),
                                     "epochs_in_phase": plan.drawn(p, c.name) / c.tokens,
@@ -35,7 +36,9 @@ def mix_markdown(summary: dict) -> str:
                      f"| {c['tokens_drawn']:,} | {c['epochs']:.2f} | {format(c['max_epochs'], 'g') if c['max_epochs'] else '-'} |")
     for phase in summary["phases"]:
         end = "end" if phase["tokens"] is None else f"{phase['start'] + phase['tokens']:,}"
-        lines += ["", f"## Phase {phase['name']}: tokens {phase['start']:,} to {end}", "",
+        shape = f"seq_len {phase['seq_len']}" + (f", micro_batch_size {phase['micro_batch_size']}"
+                                                 if phase["micro_batch_size"] else "")
+        lines += ["", f"## Phase {phase['name']}: tokens {phase['start']:,} to {end}, {shape}", "",
                   "| component | weight | tokens drawn | epochs in phase | epochs so far |", "|---|---:|---:|---:|---:|"]
         lines += [f"| {c['name']} | {c['weight']:.3f} | {c['tokens_drawn']:,} | {c['epochs_in_phase']:.2f} "
                   f"| {c['epochs_cumulative']:.2f} |" for c in phase["components"]]

@@ -10,6 +10,7 @@ import pytest
 from mixture_texts import THREE_COMPONENTS
 
 from training.data import MixtureError, load_mixture, plan_mixture, resolve_components, write_mix_report
+from training.data.report import mix_markdown, plan_summary
 
 WEIGHTS = """
 phases:
@@ -58,6 +59,8 @@ def test_phases_with_their_own_seq_len_hold_whole_windows(mixture_file):
     # stable: 781 windows of 128 end at token 99,968; long: (160,000 - 99,968) // 512 = 117 windows end at
     # 159,872; anneal: (200,000 - 159,872) // 128 = 313 windows. The remainders never add up.
     assert plan.phase_end_windows() == [781, 781 + 117, 781 + 117 + 313]
+    markdown = mix_markdown(plan_summary(plan))
+    assert "## Phase long: tokens 100,000 to 160,000, seq_len 512, micro_batch_size 2\n" in markdown
     with pytest.raises(MixtureError, match=r"^phase 'long' has 500 tokens, less than one window \(seq_len 512\)$"):
         plan_mixture(load_mixture(mixture_file(THREE_COMPONENTS + LONG_CONTEXT.replace("60000", "500"))))
 
@@ -66,7 +69,7 @@ def test_report_has_tables_json_and_chart(mixture_file, tmp_path):
     plan = plan_mixture(load_mixture(mixture_file(THREE_COMPONENTS + WEIGHTS)), tokens=500_000)
     paths = write_mix_report(plan, tmp_path / "report")
     markdown = paths["markdown"].read_text()
-    assert "## Phase anneal: tokens 200,000 to 500,000" in markdown
+    assert "## Phase anneal: tokens 200,000 to 500,000, seq_len 128\n" in markdown
     assert "| handbook | 4 | sources=['handbook'] |" in markdown
     summary = json.loads(paths["json"].read_text())
     assert sum(c["tokens_drawn"] for c in summary["components"]) == 500_000
