@@ -23,10 +23,15 @@ def gemm_dtype(t: torch.Tensor) -> torch.dtype:
     return t.dtype
 
 
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """`F.linear`, in float32 for bf16 operands on a CPU without bf16 GEMM (output in x's dtype)."""
+    dtype = gemm_dtype(x)
+    if dtype == x.dtype:
+        return F.linear(x, weight, bias)
+    bias = None if bias is None else bias.to(dtype)
+    return F.linear(x.to(dtype), weight.to(dtype), bias).to(x.dtype)
+
+
 class Linear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = gemm_dtype(x)
-        if dtype == x.dtype:
-            return F.linear(x, self.weight, self.bias)
-        bias = None if self.bias is None else self.bias.to(dtype)
-        return F.linear(x.to(dtype), self.weight.to(dtype), bias).to(x.dtype)
+        return linear(x, self.weight, self.bias)

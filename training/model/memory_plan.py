@@ -40,6 +40,7 @@ from typing import Literal
 
 import torch
 
+from training.model.chunked_loss import DEFAULT_CHUNK_TOKENS
 from training.model.config import HybridConfig
 from training.model.model import HybridForCausalLM
 from training.model.moe import Experts
@@ -169,14 +170,28 @@ def _moe(cfg: HybridConfig, a: int) -> float:
 
 
 def _head(cfg: HybridConfig, a: int) -> float:
-    """Final norm, lm_head input, float32 logits (kept by the output) and their log-softmax; token ids."""
-    return _norm(cfg.hidden_size) + a * cfg.hidden_size + 2 * F32 * cfg.vocab_size + 2 * I64
+    """Final norm, the fused head loss's gradient for the head's input (training.model.chunked_loss:
+    no logits are kept), the embedding's token ids."""
+    return _norm(cfg.hidden_size) + a * cfg.hidden_size + I64
 
 
 def _mtp_depth(cfg: HybridConfig, a: int) -> float:
-    """One MTP depth outside its blocks: three norms, eh_proj's input, lm_head's input, log-softmax, ids."""
+    """One MTP depth outside its blocks: three norms, eh_proj's input, the fused head loss's input
+    gradient, the shifted token ids."""
     D = cfg.hidden_size
-    return 3 * _norm(D) + 3 * a * D + F32 * cfg.vocab_size + 2 * I64
+    return 3 * _norm(D) + 3 * a * D + I64
+
+
+def head_weight_gradients(cfg: HybridConfig) -> int:
+    """Bytes the fused head losses keep whatever the tokens: a float32 gradient of the head's weight
+    for the LM loss and for each MTP depth."""
+    return (1 + cfg.num_nextn_predict_layers) * F32 * cfg.vocab_size * cfg.hidden_size
+
+
+def loss_chunk_bytes(cfg: HybridConfig, tokens: int) -> int:
+    """The fused head loss's transient while it runs: one chunk of float32 logits, their log-softmax
+    and their gradient (at most DEFAULT_CHUNK_TOKENS rows)."""
+    return 3 * F32 * min(tokens, DEFAULT_CHUNK_TOKENS) * cfg.vocab_size
 
 
 def block_activations(kind: str, cfg: HybridConfig, *, act_dtype: str, ssd_scan: str, seq_len: int) -> float:
@@ -272,7 +287,8 @@ class _Pieces:
     saved: dict[str, int]  # per block kind: what its blocks save
     inputs: dict[str, int]  # per block kind: their inputs (what checkpointing saves)
     head: int  # output head and loss, MTP depths' own layers
-    logits: int  # float32 logits, held by the model output to the end of the step; the log-softmax is as big
+    head_weight_grads: int  # float32 gradients of the head's weight, kept by the fused losses until backward
+    loss_chunk: int  # the fused loss's float32 logits, log-softmax and gradients of one chunk of tokens
     largest: int  # the most one block saves
     through_block: int  # gradients through one block: the incoming and outgoing ones of its widest activation
     in_block: dict[str, int]  # transients inside a block: all-to-all buffers, quantised GEMM operands
@@ -298,7 +314,8 @@ def _pieces(cfg: HybridConfig, setup: PlanSetup) -> _Pieces:
         block=layout.largest_block(E) * a, block_reduce=layout.largest_block(E) * r,
         saved={k: int(T * kinds.count(k) * v) for k, v in per_token.items()},
         inputs={k: T * kinds.count(k) * a * cfg.hidden_size for k in per_token},
-        head=int(T * head_activations(cfg, act_dtype=setup.param_dtype)), logits=T * F32 * cfg.vocab_size,
+        head=int(T * head_activations(cfg, act_dtype=setup.param_dtype)), head_weight_grads=head_weight_gradients(cfg),
+        loss_chunk=loss_chunk_bytes(cfg, T),
         largest=int(T * max(per_token.values())),
         through_block=int(2 * T * max(_widest(k, cfg, a, setup.ssd_scan) for k in per_token)),
         in_block=in_block, allowance=setup.allowance,
@@ -306,11 +323,11 @@ def _pieces(cfg: HybridConfig, setup: PlanSetup) -> _Pieces:
 
 
 def _moments(p: _Pieces, world_size: int, checkpointing: bool) -> dict[str, Moment]:
-    """The moments that can hold the most: the loss's backward (every activation and the dense
-    float32 CE gradients), the backward of the first block it reaches (of the head only the logits
-    left, the output head's gradients, a block's own and its neighbour's reduce buffer; with
-    checkpointing the largest block recomputed), the end of backward (every gradient sharded, the
-    root's reduce-scatter running) and the optimizer step. Every moment lists the same rows."""
+    """The moments that can hold the most: the fused loss (every activation, one chunk of float32
+    logits and their gradients), the backward of the first block it reaches (the output head's
+    gradients, a block's own and its neighbour's reduce buffer; with checkpointing the largest
+    block recomputed), the end of backward (every gradient sharded, the root's reduce-scatter
+    running) and the optimizer step. Every moment lists the same rows."""
     acts = {f"{KIND_NAMES[k]} activations": n for k, n in (p.inputs if checkpointing else p.saved).items()}
     rows = {
         f"parameters (float32, 1/{world_size})": [p.params] * 4,
@@ -321,14 +338,14 @@ def _moments(p: _Pieces, world_size: int, checkpointing: bool) -> dict[str, Mome
         "unsharded gradients: root, a block, reduce buffers": [
             0, p.root_head_grads + p.block + p.block_reduce, p.root + p.root_reduce + p.block_reduce, 0],
         **{label: [n, n, 0, 0] for label, n in acts.items()},
-        "output head and loss (float32 logits)": [p.head, p.logits, p.logits, 0],
+        "output head and loss (fused: no logits kept)": [p.head + p.head_weight_grads, 0, 0, 0],
         "one block recomputed": [0, p.largest if checkpointing else 0, 0, 0],
-        "cross-entropy gradients (float32)": [2 * p.logits, 0, 0, 0],
+        "one chunk of float32 logits in the fused loss": [p.loss_chunk, 0, 0, 0],
         "gradients through one block": [0, p.through_block, 0, 0],
         **{label: [0, n, 0, 0] for label, n in p.in_block.items()},
         "fixed allowance (CUDA context, NCCL, workspaces)": [p.allowance] * 4,
     }
-    names = ("loss backward", "first block's backward", "end of backward", "optimizer step")
+    names = ("loss", "first block's backward", "end of backward", "optimizer step")
     return {name: Moment(name, {label: values[i] for label, values in rows.items()}) for i, name in enumerate(names)}
 
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from training.model.attention import Attention
 from training.model.balancing import aux_loss
+from training.model.chunked_loss import linear_cross_entropy
 from training.model.config import HybridConfig
 from training.model.init import init_parameters
 from training.model.linear import Linear
@@ -89,7 +90,7 @@ class MTPDepth(nn.Module):
 
 @dataclass
 class CausalLMOutput:
-    logits: torch.Tensor  # (B, T, V) float32, as HF
+    logits: torch.Tensor | None  # (B, T, V) float32, as HF; None when the forward was asked for the loss only
     loss: torch.Tensor | None = None  # LM loss + mtp_loss_weight * MTP loss + MoE aux loss
     lm_loss: torch.Tensor | None = None
     mtp_loss: torch.Tensor | None = None
@@ -125,26 +126,38 @@ class HybridForCausalLM(nn.Module):
         *,
         doc_ids_BT: torch.Tensor | None = None,
         labels_BT: torch.Tensor | None = None,
+        return_logits: bool = True,
     ) -> CausalLMOutput:
         """`doc_ids_BT` (non-decreasing document index per token) resets Mamba state and masks
         attention at document boundaries of packed rows. `labels_BT` are next-token targets
-        already aligned with the inputs (-100 = ignore)."""
+        already aligned with the inputs (-100 = ignore). With labels and `return_logits=False`
+        (training), the head and the loss run fused over chunks of tokens and no (T, V) logits
+        are made (`training.model.chunked_loss`)."""
         h_BTD = self.backbone(input_ids_BT, doc_ids_BT)
-        logits_BTV = self.lm_head(self.backbone.norm_f(h_BTD)).float()
-        out = CausalLMOutput(logits=logits_BTV, aux_loss=aux_loss(self) if self.training else None)
+        out = CausalLMOutput(logits=None, aux_loss=aux_loss(self) if self.training else None)
+        if return_logits or labels_BT is None:
+            out.logits = self.lm_head(self.backbone.norm_f(h_BTD)).float()
         if labels_BT is None:
             return out
-        out.lm_loss = F.cross_entropy(logits_BTV.flatten(0, 1), labels_BT.flatten(), ignore_index=-100)
+        out.lm_loss = self._head_loss(self.backbone.norm_f(h_BTD) if out.logits is None else None, out.logits, labels_BT)
         out.loss = out.lm_loss
         if len(self.mtp):
-            out.mtp_loss = self._mtp_loss(h_BTD, input_ids_BT, labels_BT, doc_ids_BT)
+            out.mtp_loss = self._mtp_loss(h_BTD, input_ids_BT, labels_BT, doc_ids_BT, fused=out.logits is None)
             out.loss = out.loss + self.cfg.mtp_loss_weight * out.mtp_loss
         if out.aux_loss is not None:
             out.loss = out.loss + out.aux_loss
         return out
 
+    def _head_loss(self, normed_BTD: torch.Tensor | None, logits_BTV: torch.Tensor | None,
+                   labels_BT: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the head: on the given logits, or fused with the head over chunks."""
+        if logits_BTV is not None:
+            return F.cross_entropy(logits_BTV.flatten(0, 1), labels_BT.flatten(), ignore_index=-100)
+        return linear_cross_entropy(normed_BTD, self.lm_head.weight, labels_BT)
+
     def _mtp_loss(
-        self, h_BTD: torch.Tensor, input_ids_BT: torch.Tensor, labels_BT: torch.Tensor, doc_ids_BT: torch.Tensor | None
+        self, h_BTD: torch.Tensor, input_ids_BT: torch.Tensor, labels_BT: torch.Tensor, doc_ids_BT: torch.Tensor | None,
+        *, fused: bool = False,
     ) -> torch.Tensor:
         """Mean over depths of the CE of depth k predicting labels shifted by k (eq. 24-25);
         targets from another document of a packed row are ignored."""
@@ -156,6 +169,7 @@ class HybridForCausalLM(nn.Module):
             if doc_ids_BT is not None:
                 same_doc_BT = _shift_left(doc_ids_BT, k, -1) == doc_ids_BT
                 target_BT = target_BT.masked_fill(~same_doc_BT, -100)
-            logits_BTV = self.lm_head(depth.final_norm(h_BTD)).float()
-            losses.append(F.cross_entropy(logits_BTV.flatten(0, 1), target_BT.flatten(), ignore_index=-100))
+            normed_BTD = depth.final_norm(h_BTD)
+            logits_BTV = None if fused else self.lm_head(normed_BTD).float()
+            losses.append(self._head_loss(normed_BTD, logits_BTV, target_BT))
         return torch.stack(losses).mean()

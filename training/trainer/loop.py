@@ -135,7 +135,7 @@ class Trainer:
             self.model.set_requires_gradient_sync(index == len(micro_batches) - 1)
             window = batch["input_ids"].to(device)
             doc_ids = batch["doc_ids"][:, :-1].to(device) if self.cfg.data.document_boundaries else None
-            out = self.model(window[:, :-1], doc_ids_BT=doc_ids, labels_BT=window[:, 1:])
+            out = self.model(window[:, :-1], doc_ids_BT=doc_ids, labels_BT=window[:, 1:], return_logits=False)
             (out.loss * loss_scales[index]).backward()
             for name in ("lm_loss", "mtp_loss", "aux_loss"):
                 value = getattr(out, name)

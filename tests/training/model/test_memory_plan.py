@@ -14,7 +14,9 @@ import torch
 import training.model.linear as linear
 from flows.cli.main import main, parse_memory_size
 from training.model import HybridForCausalLM, get_preset
-from training.model.memory_plan import GiB, PlanSetup, block_activations, head_activations, param_layout, plan_memory
+from training.model.memory_plan import (
+    GiB, PlanSetup, block_activations, head_activations, head_weight_gradients, param_layout, plan_memory,
+)
 
 
 def saved_bytes(fn, exclude: set[int]) -> int:
@@ -59,21 +61,24 @@ def test_block_activations_equal_what_autograd_saves(preset, act_dtype, monkeypa
 
 
 @pytest.mark.parametrize("act_dtype", ["fp32", "bf16"])
-def test_model_activations_equal_what_autograd_saves_and_the_logits(act_dtype, monkeypatch):
-    model, weights = model_and_weights("tiny", bf16_gemms(monkeypatch, act_dtype))
+@pytest.mark.parametrize("mtp", [0, 1])
+def test_model_activations_equal_what_autograd_saves(act_dtype, mtp, monkeypatch):
+    """The trainer's forward: the head and loss fused, no logits kept (the MTP depth's too)."""
+    torch.manual_seed(0)
+    model = HybridForCausalLM(get_preset("tiny", num_nextn_predict_layers=mtp)).to(bf16_gemms(monkeypatch, act_dtype))
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
     cfg = model.cfg
     B, T = 2, 2 * cfg.chunk_size
     ids_BT = torch.randint(0, cfg.vocab_size, (B, T + 1))
-    # the float32 logits are no saved tensor, but the output holds them through backward
-    logits = B * T * 4 * cfg.vocab_size
-    measured = saved_bytes(lambda: model(ids_BT[:, :-1], labels_BT=ids_BT[:, 1:]), weights) + logits
-    planned = B * T * (head_activations(cfg, act_dtype=act_dtype) + sum(
-        block_activations(kind, cfg, act_dtype=act_dtype, ssd_scan="torch", seq_len=T) for kind in cfg.pattern))
+    measured = saved_bytes(lambda: model(ids_BT[:, :-1], labels_BT=ids_BT[:, 1:], return_logits=False), weights)
+    kinds = cfg.pattern + cfg.mtp_pattern * mtp
+    planned = head_weight_gradients(cfg) + B * T * (head_activations(cfg, act_dtype=act_dtype) + sum(
+        block_activations(kind, cfg, act_dtype=act_dtype, ssd_scan="torch", seq_len=T) for kind in kinds))
     assert planned == pytest.approx(measured, rel=0.01)
 
 
 # A training step as Trainer.step takes it (build_model: FSDP2 over a one-process group; fused
-# AdamW; the output and its logits alive through backward), in a child process whose resident-set
+# AdamW; the head's loss fused, without logits), in a child process whose resident-set
 # high-water mark (VmHWM; getrusage's ru_maxrss would carry over the parent's, through fork and
 # exec) is read. glibc returns freed buffers of 64 KiB and more to the OS at once
 # (MALLOC_MMAP_THRESHOLD_), so the resident set follows live memory. A throwaway step of `tiny`
@@ -98,7 +103,7 @@ def train(preset, seq_len, batch, checkpointing, steps):
     optimizer = build_optimizer(model, cfg.optimizer)
     ids = torch.randint(0, model_cfg.vocab_size, (batch, seq_len + 1), generator=torch.Generator().manual_seed(0))
     for _ in range(steps):
-        out = model(ids[:, :-1], labels_BT=ids[:, 1:])
+        out = model(ids[:, :-1], labels_BT=ids[:, 1:], return_logits=False)
         out.loss.backward()
         del out
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
@@ -136,13 +141,13 @@ def test_expert_parallelism_splits_what_a_rank_gathers_not_what_it_stores():
     layout = param_layout(cfg)
     plans = {E: plan_memory(cfg, PlanSetup(world_size=8, seq_len=4096, micro_batch=1, expert_parallel=E))
              for E in (1, 8)}
-    loss = {E: plan.moments["loss backward"].parts for E, plan in plans.items()}
+    loss = {E: plan.moments["loss"].parts for E, plan in plans.items()}
     assert loss[1]["parameters (float32, 1/8)"] == loss[8]["parameters (float32, 1/8)"] == layout.total * 4 // 8
     largest_experts = max(e for _, e in layout.blocks)
     gathered = "gathered weights: root + blocks in flight"
     assert loss[1][gathered] - loss[8][gathered] == 2 * (largest_experts - largest_experts // 8)
     accumulating = plan_memory(cfg, PlanSetup(world_size=8, seq_len=4096, micro_batch=1, expert_parallel=8, grad_accum=4))
-    held = accumulating.moments["loss backward"].parts["unsharded gradients of earlier micro-batches"]
+    held = accumulating.moments["loss"].parts["unsharded gradients of earlier micro-batches"]
     assert held == (layout.total - layout.experts + layout.experts // 8) * 4  # reduce_dtype float32
 
 
@@ -158,7 +163,7 @@ def test_cli_prints_the_table_and_a_verdict(capsys):
                          (checkpointed // 2**20 - 1, "does not fit")]:
         assert main([*args, f"{mib}MiB"]) == 0
         out = capsys.readouterr().out
-        assert "MoE activations" in out and "cross-entropy gradients (float32)" in out
+        assert "MoE activations" in out and "one chunk of float32 logits in the fused loss" in out
         assert out.splitlines()[-1].startswith(f"verdict: {verdict}")
     assert main([*args, "80 gigabytes"]) == 2
     assert "--gpu-memory '80 gigabytes'" in capsys.readouterr().err
