@@ -9,7 +9,12 @@ Two directory formats load here from a local path:
   `config.json` + weights for `AutoModelForSequenceClassification` with one regression output;
   the score is that logit, as FineWeb-Edu computes it before rounding to `int_score`.
 
-Shapes: N documents, T tokens, D hidden size.
+Released sequence classifiers with several labels (NeMo Curator's quality classifier: High/Medium/Low)
+load beside it and score the expected label value. Both read either layout: `AutoModelForSequenceClassification`
+(`config.json` with `architectures`), or NeMo Curator's custom DeBERTa head (`config.json` with
+`base_model` and `id2label`, weights `model.*` for the encoder and `fc.*` for a linear over the first token).
+
+Shapes: N documents, T tokens, D hidden size, L labels.
 """
 
 from __future__ import annotations
@@ -161,29 +166,155 @@ class EmbeddingClassifier:
         return (self.encoder.embed(texts) @ self.weight_D + self.bias).astype(np.float32)
 
 
-class HFRegressionClassifier:
+def _released_config(path: Path) -> dict:
+    """`config.json` as written (the layout decides how the rest of the directory is read)."""
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: no config.json (not a Hugging Face model directory)")
+    return json.loads((path / "config.json").read_text())
+
+
+def _is_first_token_head(raw: dict) -> bool:
+    """NeMo Curator's DeBERTa classifiers: PyTorchModelHubMixin saves their constructor config, no architectures."""
+    return "architectures" not in raw and "base_model" in raw and "id2label" in raw
+
+
+def released_labels(path: str | Path) -> list[str]:
+    """A released sequence classifier's output labels in id2label order (one for a regression)."""
+    from transformers import AutoConfig
+
+    raw = _released_config(Path(path))
+    if _is_first_token_head(raw):
+        return [raw["id2label"][k] for k in sorted(raw["id2label"], key=int)]
+    config = AutoConfig.from_pretrained(path)  # fills transformers' defaults (two labels when none are written)
+    return [config.id2label[i] for i in range(config.num_labels)]
+
+
+def released_kind(path: str | Path) -> str:
+    """`hf-classification` for a sequence classifier with several labels; anything else is `hf-regression`."""
+    raw = _released_config(Path(path))
+    classifier = _is_first_token_head(raw) or any(a.endswith("ForSequenceClassification")
+                                                  for a in raw.get("architectures") or [])
+    several = raw.get("problem_type") != "regression" and len(released_labels(path)) > 1
+    return "hf-classification" if classifier and several else "hf-regression"
+
+
+class _FirstTokenClassifier(torch.nn.Module):
+    """NeMo Curator's classifier head: a linear layer (`fc`) over the encoder's (`model`) first token.
+
+    Its dropout before `fc` does nothing at inference and has no weights, so it is left out.
+    """
+
+    def __init__(self, encoder_config, num_labels: int) -> None:
+        from transformers import AutoModel
+
+        super().__init__()
+        self.config = encoder_config
+        self.model = AutoModel.from_config(encoder_config)
+        self.fc = torch.nn.Linear(encoder_config.hidden_size, num_labels)
+
+    def forward(self, inputs: dict) -> torch.Tensor:
+        """[N, L] logits; NeMo feeds the encoder ids and mask only (DeBERTa's token_type_ids are all zero)."""
+        h_NTD = self.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
+        return self.fc(h_NTD[:, 0])
+
+    @classmethod
+    def load(cls, path: Path, raw: dict) -> _FirstTokenClassifier:
+        from transformers import AutoConfig
+
+        # config.json names the encoder it was trained from (a Hub name); its architecture must be on disk.
+        base = path / raw["base_model"]
+        if not (base / "config.json").is_file():
+            raise FileNotFoundError(f"{path}: base_model {raw['base_model']!r} is not a local model directory; set it "
+                                    f"in config.json to a copy of that model's directory (its config.json is enough)")
+        model = cls(AutoConfig.from_pretrained(base), len(raw["id2label"]))
+        model.load_state_dict(load_file(str(path / "model.safetensors")))
+        return model
+
+
+class _ReleasedSequenceClassifier:
+    """Tokenizer + sequence classifier of a local directory with these `labels`, logits in length-sorted batches."""
+
+    def __init__(self, path: str | Path, labels: list[str], *, batch_size: int, max_length: int) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.path = Path(path)
+        self.labels = labels
+        raw = _released_config(self.path)
+        if _is_first_token_head(raw):
+            self.model = _FirstTokenClassifier.load(self.path, raw).eval()
+            self._logits = self.model
+        else:
+            self.model = AutoModelForSequenceClassification.from_pretrained(self.path).eval()
+            self._logits = lambda inputs: self.model(**inputs).logits
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.batch_size = batch_size
+        self.max_length = min(max_length, int(getattr(self.model.config, "max_position_embeddings", max_length)))
+
+    def logits(self, texts: list[str]) -> np.ndarray:
+        """[N, L] float32 logits, columns in id2label order."""
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return _batched_forward(texts, self.tokenizer, self._logits, batch_size=self.batch_size,
+                                max_length=self.max_length)
+
+
+class HFRegressionClassifier(_ReleasedSequenceClassifier):
     """A released FineWeb-Edu / NeMo Curator edu classifier: a sequence classifier with one output."""
 
     kind = "hf-regression"
     default_threshold = 3.0  # FineWeb-Edu keeps int_score >= 3
 
     def __init__(self, path: str | Path, *, batch_size: int = 32, max_length: int = 512) -> None:
-        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-
-        self.path = Path(path)
-        if not (self.path / "config.json").is_file():
-            raise FileNotFoundError(f"{self.path}: no config.json (not a Hugging Face model directory)")
-        config = AutoConfig.from_pretrained(self.path)
-        if config.num_labels != 1:
-            raise ValueError(f"{self.path}: {config.num_labels} output labels; an edu classifier has 1 (regression)")
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(self.path).eval()
-        self.batch_size = batch_size
-        self.max_length = min(max_length, int(getattr(config, "max_position_embeddings", max_length)))
+        labels = released_labels(path)
+        if len(labels) != 1:
+            raise ValueError(f"{path}: {len(labels)} output labels; an edu classifier has 1 (several: kind hf-classification)")
+        super().__init__(path, labels, batch_size=batch_size, max_length=max_length)
 
     def score(self, texts: list[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros(0, dtype=np.float32)
-        scores = _batched_forward(texts, self.tokenizer, lambda inputs: self.model(**inputs).logits[:, 0],
-                                  batch_size=self.batch_size, max_length=self.max_length)
-        return scores.astype(np.float32)
+        return self.logits(texts)[:, 0]
+
+
+#: Default values of the label sets quality classifiers use, whatever their order in id2label
+#: (NeMo Curator's quality classifier lists High first): higher is better.
+NAMED_LEVELS = {"low": 0.0, "medium": 1.0, "high": 2.0}
+
+
+def label_values(labels: list[str], label_weights: dict[str, float] | None) -> np.ndarray:
+    """[L] value of each label: `label_weights[label]`; by default High/Medium/Low (any case) are
+    2/1/0 and other label sets are valued by their position in id2label (0..L-1)."""
+    if label_weights is None:
+        if {label.lower() for label in labels} <= set(NAMED_LEVELS) and len(set(labels)) == len(labels):
+            return np.array([NAMED_LEVELS[label.lower()] for label in labels], dtype=np.float64)
+        return np.arange(len(labels), dtype=np.float64)
+    unknown = sorted(set(label_weights) - set(labels))
+    missing = [label for label in labels if label not in label_weights]
+    if unknown or missing:
+        raise ValueError(f"label_weights must value every label of the model: unknown {unknown}, missing {missing}; "
+                         f"the model's labels are {labels}")
+    return np.array([label_weights[label] for label in labels], dtype=np.float64)
+
+
+class HFClassificationClassifier(_ReleasedSequenceClassifier):
+    """A released multi-class classifier (NeMo Curator's quality classifier: High/Medium/Low).
+
+    The score is the expected label value, sum_k softmax(logits)_k * value_k: a continuous score
+    that percentile buckets can cut, where the arg-max label gives only L values.
+    """
+
+    kind = "hf-classification"
+
+    def __init__(self, path: str | Path, *, label_weights: dict[str, float] | None = None, batch_size: int = 32,
+                 max_length: int = 512) -> None:
+        labels = released_labels(path)
+        if len(labels) < 2:
+            raise ValueError(f"{path}: 1 output label; a multi-class classifier has several (one is hf-regression)")
+        self.values_L = label_values(labels, label_weights)  # checked before the weights load
+        # Precision/recall cut for `eval`: halfway between the lowest and highest label value.
+        self.default_threshold = float(self.values_L.min() + self.values_L.max()) / 2
+        super().__init__(path, labels, batch_size=batch_size, max_length=max_length)
+
+    def score(self, texts: list[str]) -> np.ndarray:
+        logits_NL = self.logits(texts).astype(np.float64)
+        p_NL = np.exp(logits_NL - logits_NL.max(axis=1, keepdims=True))
+        p_NL /= p_NL.sum(axis=1, keepdims=True)
+        return (p_NL @ self.values_L).astype(np.float32)

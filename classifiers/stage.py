@@ -7,6 +7,7 @@ A classifier is anything with `kind`, `default_threshold` and
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from pathlib import Path
@@ -22,7 +23,7 @@ from classifiers.ensemble import add_quality_columns
 from classifiers.fasttext_classifier import POSITIVE_LABEL, FastTextClassifier
 from classifiers.thresholds import DEFAULT_SUMMARY_POINTS, ClassifierThresholds
 
-Kind = Literal["auto", "fasttext", "embedding", "hf-regression"]
+Kind = Literal["auto", "fasttext", "embedding", "hf-regression", "hf-classification"]
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -48,20 +49,27 @@ class ClassifierSpec:
     """One classifier of the ensemble; `name` makes the `score_<name>`/`bucket_<name>` columns.
 
     `path`: a fastText `.bin` (DCLM's or one `ccforge classifiers train` made), a ccforge
-    embedding-classifier directory, or a released FineWeb-Edu-style model directory.
+    embedding-classifier directory, a released FineWeb-Edu-style model directory, or a released
+    multi-class sequence classifier (NeMo Curator's quality classifier).
     """
 
     name: ClassifierName  # lower-case letters, digits and _
-    path: str  # a fastText .bin, a ccforge embedding-classifier directory or a FineWeb-Edu-style model
+    path: str  # a fastText .bin, a ccforge embedding-classifier directory or a released Hugging Face classifier
     kind: Kind = "auto"  # auto: from what `path` holds
     positive_label: str = POSITIVE_LABEL  # fastText only
     batch_size: int = Field(default=32, ge=1)  # encoders only
     max_length: int | None = None  # encoders only; default: the model's own (512 for released ones)
+    #: hf-classification only: each label's value (label name -> value, for every label of the model);
+    #: the score is the expected value. null: label k of the model's id2label is worth k.
+    label_weights: dict[str, float] | None = None
+
+    def __hash__(self) -> int:  # label_weights is a dict: hash its items, so cached_classifier can key on specs
+        return hash(tuple(frozenset(v.items()) if isinstance(v, dict) else v for v in dataclasses.astuple(self)))
 
     def resolved_kind(self) -> str:
         if self.kind != "auto":
             return self.kind
-        from classifiers.embedding_classifier import CONFIG_FILE  # torch loads only when a model does
+        from classifiers.embedding_classifier import CONFIG_FILE, released_kind  # torch loads only when a model does
 
         path = Path(self.path)
         if path.is_file():
@@ -69,18 +77,29 @@ class ClassifierSpec:
         if (path / CONFIG_FILE).is_file():
             return "embedding"
         if (path / "config.json").is_file():
-            return "hf-regression"
+            return released_kind(path)
         raise FileNotFoundError(f"{path}: not a fastText model file or a classifier directory")
 
 
 def load_classifier(spec: ClassifierSpec) -> QualityClassifier:
-    from classifiers.embedding_classifier import EmbeddingClassifier, HFRegressionClassifier
+    try:
+        return _load(spec, spec.resolved_kind())
+    except ValueError as err:  # a bad model or setting: say which classifier of the ensemble
+        raise ValueError(f"classifier {spec.name!r}: {err}") from err
 
-    kind = spec.resolved_kind()
+
+def _load(spec: ClassifierSpec, kind: str) -> QualityClassifier:
+    from classifiers.embedding_classifier import EmbeddingClassifier, HFClassificationClassifier, HFRegressionClassifier
+
+    if spec.label_weights is not None and kind != "hf-classification":
+        raise ValueError(f"label_weights is for hf-classification models; {spec.path} is {kind}")
     if kind == "fasttext":
         return FastTextClassifier(spec.path, positive_label=spec.positive_label)
     if kind == "embedding":
         return EmbeddingClassifier(spec.path, batch_size=spec.batch_size, max_length=spec.max_length)
+    if kind == "hf-classification":
+        return HFClassificationClassifier(spec.path, label_weights=spec.label_weights, batch_size=spec.batch_size,
+                                          max_length=spec.max_length or 512)
     return HFRegressionClassifier(spec.path, batch_size=spec.batch_size, max_length=spec.max_length or 512)
 
 
