@@ -1,5 +1,5 @@
-"""Shared fixtures: real documents from the machine's Debian documentation, written as WARC; one
-Prefect server for the session's flows."""
+"""Shared fixtures: real documents from the machine's Debian documentation, written as WARC; token
+shards of real documents; one Prefect server for the session's flows."""
 
 from __future__ import annotations
 
@@ -10,8 +10,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
+from token_fixtures import write_curated
 from warc_fixtures import write_warc
+
+from curation.shards import ShardTask
+from curation.tokens import TokenizeConfig, tokenize_shard, train_tokenizer
 
 HANDBOOK = "/usr/share/doc/debian-handbook/html"
 
@@ -64,3 +69,18 @@ def prefect_api(tmp_path_factory) -> Iterator[str]:
     home = tmp_path_factory.mktemp("prefect-home")
     with tied_server(port=0, log_path=home / "server.log", home=home) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def token_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """~330k tokens in 4 shards of 4 row groups (64 documents each): sources handbook and
+    postgres, quality levels high/medium/low, a third of postgres marked synthetic."""
+    root = tmp_path_factory.mktemp("tokens")
+    curated = write_curated(root / "curated")
+    texts = pq.read_table(root / "curated", columns=["text"])["text"].to_pylist()
+    train_tokenizer(texts[::2], vocab_size=2048, output_dir=root / "tokenizer")
+    config = TokenizeConfig(tokenizer=str(root / "tokenizer"), row_group_rows=64)
+    for i, path in enumerate(curated):
+        tokenize_shard(config, ShardTask(stage_key="test", input_path=str(path), source="unused",
+                                         output_dir=str(root / "shards"), index=i))
+    return root / "shards"

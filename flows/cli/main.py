@@ -284,7 +284,7 @@ def _plan_setup_from_yaml(args: argparse.Namespace) -> tuple[str, HybridConfig, 
 COMMANDS = {"quickstart": cmd_quickstart, "sample-corpus": cmd_sample_corpus, "curate": cmd_curate,
             "stage": cmd_stage, "model": cmd_model}
 # Command groups in their own modules: each has `add_commands(subparsers) -> {name: handler}`.
-COMMAND_MODULES: list[str] = ["flows.cli.tokens", "flows.cli.classifiers", "flows.cli.train",
+COMMAND_MODULES: list[str] = ["flows.cli.tokens", "flows.cli.classifiers", "flows.cli.train", "flows.cli.ablate",
                               "flows.cli.rephrase", "flows.cli.report", "flows.cli.schedule", "flows.cli.server"]
 
 

@@ -35,9 +35,9 @@ def _md_table(table: Table) -> str:
     return "\n".join(lines)
 
 
-def render_markdown(sections: list[Section], workdir: Path) -> tuple[str, dict[str, bytes]]:
+def render_markdown(sections: list[Section], workdir: Path, *, title: str | None = None) -> tuple[str, dict[str, bytes]]:
     """The Markdown text and the image files it links to (paths relative to the report)."""
-    parts, images = [f"# Run report: {workdir}", ""], {}
+    parts, images = [f"# {title or f'Run report: {workdir}'}", ""], {}
     for section in sections:
         parts += [f"## {section.title}", ""]
         for block in section.blocks:
@@ -74,8 +74,8 @@ def _html_block(block: Table | Chart | str | list[str]) -> str:
     return f"<p>{html.escape(block)}</p>"
 
 
-def render_html(sections: list[Section], workdir: Path) -> str:
-    title = html.escape(f"Run report: {workdir}")
+def render_html(sections: list[Section], workdir: Path, *, title: str | None = None) -> str:
+    title = html.escape(title or f"Run report: {workdir}")
     toc = "".join(f'<li><a href="#{s.anchor}">{html.escape(s.title)}</a></li>' for s in sections)
     body = "\n".join(f'<section id="{s.anchor}">\n<h2>{html.escape(s.title)}</h2>\n'
                      + "\n".join(_html_block(b) for b in s.blocks) + "\n</section>" for s in sections)
@@ -85,7 +85,7 @@ def render_html(sections: list[Section], workdir: Path) -> str:
             f"{body}\n</body>\n</html>\n")
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     temp = path.with_name(f".{path.name}.tmp")
     temp.write_bytes(data)
     os.replace(temp, path)
@@ -102,10 +102,10 @@ def write_run_report(workdir: str | Path, *, top_languages: int = 20) -> dict[st
     for stale in images_dir.glob("*.png"):  # a chart whose data is gone now must not linger
         stale.unlink()
     for relative, png in images.items():
-        _write_atomic(workdir / relative, png)
+        write_atomic(workdir / relative, png)
     paths = {"markdown": workdir / "report.md", "html": workdir / "report.html", "images": images_dir}
-    _write_atomic(paths["markdown"], markdown.encode())
-    _write_atomic(paths["html"], render_html(sections, workdir).encode())
+    write_atomic(paths["markdown"], markdown.encode())
+    write_atomic(paths["html"], render_html(sections, workdir).encode())
     return paths
 
 

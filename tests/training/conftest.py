@@ -1,32 +1,11 @@
-"""Token shards of real documents (Debian handbook + PostgreSQL pages), made once per session,
-for the loader, mixture and trainer tests."""
+"""Mixture files over the session's token shards (`token_dir`, tests/conftest.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
-from token_fixtures import write_curated
-
-from curation.shards import ShardTask
-from curation.tokens import TokenizeConfig, tokenize_shard, train_tokenizer
-
-
-@pytest.fixture(scope="session")
-def token_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """~330k tokens in 4 shards of 4 row groups (64 documents each): sources handbook and
-    postgres, quality levels high/medium/low, a third of postgres marked synthetic."""
-    root = tmp_path_factory.mktemp("tokens")
-    curated = write_curated(root / "curated")
-    texts = pq.read_table(root / "curated", columns=["text"])["text"].to_pylist()
-    train_tokenizer(texts[::2], vocab_size=2048, output_dir=root / "tokenizer")
-    config = TokenizeConfig(tokenizer=str(root / "tokenizer"), row_group_rows=64)
-    for i, path in enumerate(curated):
-        tokenize_shard(config, ShardTask(stage_key="test", input_path=str(path), source="unused",
-                                         output_dir=str(root / "shards"), index=i))
-    return root / "shards"
 
 
 @pytest.fixture
