@@ -6,6 +6,8 @@ evaluation sets (the DCLM / Nemotron-CC way of telling whether a curation choice
     OUT/ablation.json                  every run's final metrics, and per variant their mean and spread
     OUT/report.md, OUT/report.html     the table and the chart (report-images/ablation.png)
 
+A pipeline's run report shows WORKDIR/ablation/ablation.json as its Ablation section.
+
 Runs go through `pretrain`, which always resumes: a rerun skips finished runs and continues an
 interrupted one from its newest checkpoint.
 """
@@ -23,7 +25,8 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.config.ablate import AblationConfig, run_train_mapping, variant_mixture
 from flows.pretrain import pretrain
-from flows.report.ablation import write_ablation_report
+from flows.report.render import write_report
+from flows.report.sections import ablation_section
 from flows.report.summary import read_metrics
 
 ABLATION_FILE = "ablation.json"
@@ -81,7 +84,7 @@ def ablate(config: AblationConfig) -> AblationResult:
     summary = {"variants": list(config.variants), "seeds": config.seeds, "runs": runs,
                "summary": summarise(runs, list(config.variants))}
     (out / ABLATION_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-    report = write_ablation_report(summary, out)
+    report = write_report([ablation_section(summary)], out, title=f"Ablation: {out}")
     table = "\n".join(line for line in report["markdown"].read_text().splitlines() if not line.startswith("!["))
     create_markdown_artifact(table, key="ablation", description=f"Ablation {out}")
     print(report["markdown"].read_text())

@@ -105,10 +105,11 @@ def run_train_mapping(config: AblationConfig, mixture_path: Path, seed: int, out
                                           "out": str(out.resolve())})
 
 
-def load_ablation_config(path: str | Path, **overrides: object) -> AblationConfig:
-    """Read and validate the ablation YAML, its variants' mixtures and the shared train fields."""
+def load_ablation_config(path: str | Path, *, check_mixtures: bool = True, **overrides: object) -> AblationConfig:
+    """Read and validate the ablation YAML, the shared train fields and (`check_mixtures`) the
+    variants' mixture files."""
     config = load_config(AblationConfig, path, {k: v for k, v in overrides.items() if v is not None}, ConfigError)
-    for name, variant in config.variants.items():
+    for name, variant in config.variants.items() if check_mixtures else ():
         source = variant.mixture or config.mixture
         if not Path(source).is_file():
             raise ConfigError(f"{path}: variant {name!r}: mixture {source} does not exist")

@@ -3,6 +3,7 @@
     workdir: pipeline-work          # curation/, data/, train/, model-hf/, report.html under it
     curate:   {...}                  # a curate config (examples/curate.yaml); its workdir: WORKDIR/curation
     training: {vocab_size, seq_len, nproc, train: {...}}   # train: `ccforge train` fields (examples/train.yaml)
+    ablation: {seeds, variants, train}   # optional: proxy models on variants of the pipeline's mixture
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flows.config.ablate import PER_RUN_FIELDS, AblationConfig, VariantSpec
 from flows.config.curate import CurateConfig
 from flows.errors import ConfigError
 from flows.pipeline import TrainingSettings
@@ -30,6 +32,16 @@ class TrainingSection(BaseModel):
     train: dict[str, Any] = Field(default_factory=dict)  # `ccforge train` fields (see the train section); data.mixture is set
 
 
+class AblationSection(BaseModel):
+    """Proxy models on variants of the mixture the pipeline built (its components: high-quality,
+    medium-quality, low-quality, synthetic, as present), after the main training run."""
+
+    model_config = ConfigDict(extra="forbid")
+    seeds: list[int] = Field(default_factory=lambda: [1, 2, 3], min_length=1)  # one run per seed and variant
+    variants: dict[str, VariantSpec] = Field(min_length=2)  # e.g. high-only: {weights: {high-quality: 1}}; full: {}
+    train: dict[str, Any] = Field(default_factory=dict)  # overrides of training.train for the proxy runs
+
+
 class PipelineSection(BaseModel):
     """`ccforge schedule --flow pipeline`: curate, tokenize and mix, train, export, report."""
 
@@ -37,6 +49,7 @@ class PipelineSection(BaseModel):
     workdir: str = "pipeline-work"  # curation/, data/, train/, model-hf/ and report.html under it
     curate: dict[str, Any] = Field(default_factory=dict)  # a curate config (see the curate section)
     training: TrainingSection = Field(default_factory=TrainingSection)
+    ablation: AblationSection | None = None  # proxy-model ablations after training (WORKDIR/ablation)
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,7 @@ class PipelineConfig:
     workdir: Path
     curate: CurateConfig
     training: TrainingSettings
+    ablation: AblationConfig | None = None  # its mixture is WORKDIR/data/mixture.yaml, made by the pipeline
 
 
 def load_pipeline_config(path: str | Path, **overrides: object) -> PipelineConfig:
@@ -57,4 +71,21 @@ def load_pipeline_config(path: str | Path, **overrides: object) -> PipelineConfi
                     path, ConfigError, section="training.train")
     training = TrainingSettings(vocab_size=section.training.vocab_size, seq_len=section.training.seq_len,
                                 train=section.training.train, nproc=section.training.nproc)
-    return PipelineConfig(workdir=workdir, curate=curate, training=training)
+    return PipelineConfig(workdir=workdir, curate=curate, training=training,
+                          ablation=_ablation(section, path) if section.ablation else None)
+
+
+def _ablation(section: PipelineSection, path: str | Path) -> AblationConfig:
+    """The ablation over the pipeline's own mixture: training.train with the section's overrides
+    (vocab_size as the pipeline sets it), each run under WORKDIR/ablation."""
+    workdir = Path(section.workdir)
+    train = merge_overrides(section.training.train, section.ablation.train)
+    train = merge_overrides({k: v for k, v in train.items() if k not in PER_RUN_FIELDS},  # the runs set their own
+                            {"model.overrides.vocab_size": section.training.vocab_size})
+    config = {"out": str(workdir / "ablation"), "mixture": str(workdir / "data" / "mixture.yaml"),
+              "seeds": section.ablation.seeds, "variants": section.ablation.model_dump()["variants"],
+              "train": train, "nproc": section.training.nproc}
+    ablation = validate_config(AblationConfig, config, path, ConfigError, section="ablation")
+    validate_config(TrainConfig, merge_overrides(train, {"data.mixture": "set-by-the-pipeline.yaml"}),
+                    path, ConfigError, section="ablation.train")
+    return ablation

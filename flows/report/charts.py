@@ -124,3 +124,39 @@ def throughput_chart(rows: list[Throughput]) -> bytes:
     axes_row[0].set(yticks=range(len(rows)), yticklabels=[r.name for r in rows])
     axes_row[0].invert_yaxis()
     return _png(figure)
+
+
+#: metrics an ablation chart draws, at most (its table has them all)
+ABLATION_CHART_METRICS = 4
+
+
+def ablation_metrics(summary: dict) -> list[str]:
+    """An ablation's metrics: evaluation first (bits per byte before loss, by set), the training loss last."""
+    names = {key for variant in summary["summary"].values() for key in variant}
+    evals = sorted((n for n in names if n.startswith("eval/")), key=lambda n: (not n.endswith("/bpb"), n))
+    return evals + sorted(names - set(evals))
+
+
+def ablation_chart(summary: dict) -> bytes:
+    """Per metric: each variant's mean (bar), its seeds (dots) and their range (error bar)."""
+    metrics = ablation_metrics(summary)[:ABLATION_CHART_METRICS]
+    variants = summary["variants"]
+    figure = Figure(figsize=(4 * len(metrics), 3.8))
+    x = np.arange(len(variants))
+    for axes, metric in zip(np.atleast_1d(figure.subplots(1, len(metrics))), metrics):
+        stats = [summary["summary"][v].get(metric) for v in variants]
+        means = np.array([s["mean"] if s else np.nan for s in stats])
+        low = means - np.array([s["min"] if s else np.nan for s in stats])
+        high = np.array([s["max"] if s else np.nan for s in stats]) - means
+        axes.bar(x, means, color="#8da0cb", yerr=[low, high], capsize=4)
+        for i, variant in enumerate(variants):
+            seeds = [r["metrics"][metric] for r in summary["runs"] if r["variant"] == variant and metric in r["metrics"]]
+            axes.plot([i] * len(seeds), seeds, "o", color="#4c72b0", markersize=4)
+        finite = means[np.isfinite(means)]
+        if finite.size:  # zoom on the differences: the bars would all look alike from zero
+            spread = max(float(np.nanmax(means + high) - np.nanmin(means - low)), 1e-3)
+            axes.set_ylim(float(np.nanmin(means - low)) - spread, float(np.nanmax(means + high)) + spread)
+        axes.set_xticks(x, variants, rotation=20)
+        axes.set(title=metric, ylabel="lower is better")
+        axes.grid(alpha=0.3, axis="y")
+    return _png(figure)

@@ -85,7 +85,7 @@ def render_html(sections: list[Section], workdir: Path, *, title: str | None = N
             f"{body}\n</body>\n</html>\n")
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def _write_atomic(path: Path, data: bytes) -> None:
     temp = path.with_name(f".{path.name}.tmp")
     temp.write_bytes(data)
     os.replace(temp, path)
@@ -94,18 +94,21 @@ def write_atomic(path: Path, data: bytes) -> None:
 def write_run_report(workdir: str | Path, *, top_languages: int = 20) -> dict[str, Path]:
     """Write WORKDIR/report.md (+ report-images/*.png) and WORKDIR/report.html; returns their paths."""
     workdir = Path(workdir)
-    summary = read_run(workdir)
-    sections = build_sections(summary, top_languages=top_languages)
-    markdown, images = render_markdown(sections, workdir)
+    return write_report(build_sections(read_run(workdir), top_languages=top_languages), workdir)
+
+
+def write_report(sections: list[Section], workdir: Path, *, title: str | None = None) -> dict[str, Path]:
+    """`sections` as DIR/report.md (+ report-images/*.png) and DIR/report.html; returns their paths."""
+    markdown, images = render_markdown(sections, workdir, title=title)
     images_dir = workdir / IMAGES_DIR
     images_dir.mkdir(exist_ok=True)
     for stale in images_dir.glob("*.png"):  # a chart whose data is gone now must not linger
         stale.unlink()
     for relative, png in images.items():
-        write_atomic(workdir / relative, png)
+        _write_atomic(workdir / relative, png)
     paths = {"markdown": workdir / "report.md", "html": workdir / "report.html", "images": images_dir}
-    write_atomic(paths["markdown"], markdown.encode())
-    write_atomic(paths["html"], render_html(sections, workdir).encode())
+    _write_atomic(paths["markdown"], markdown.encode())
+    _write_atomic(paths["html"], render_html(sections, workdir, title=title).encode())
     return paths
 
 

@@ -199,10 +199,33 @@ def errors_section(summary: RunSummary) -> Section | None:
     return Section("Input files that could not be read whole", "errors", [errors]) if errors else None
 
 
+def ablation_table(summary: dict) -> Table:
+    metrics = charts.ablation_metrics(summary)
+    rows = []
+    for variant in summary["variants"]:
+        stats = summary["summary"][variant]
+        tokens = {run["tokens"] for run in summary["runs"] if run["variant"] == variant}
+        cells = [f"{s['mean']:.4f} ± {s['std']:.4f}" if (s := stats.get(m)) else "-" for m in metrics]
+        seeds = max((s["seeds"] for s in stats.values()), default=0)
+        rows.append([variant, str(seeds), ", ".join(f"{t:,}" for t in sorted(tokens)), *cells])
+    return Table(columns=["variant", "seeds", "tokens per run", *metrics], rows=rows,
+                 align="lrr" + "r" * len(metrics))
+
+
+def ablation_section(summary: dict) -> Section:
+    seeds = ", ".join(str(s) for s in summary["seeds"])
+    blocks: list = [f"One proxy model per variant and seed (seeds {seeds}), with the same preset, schedule "
+                    "and token budget, evaluated on the same held-out sets. Mean ± standard deviation over "
+                    "the seeds; a difference smaller than the spread is no evidence.", ablation_table(summary)]
+    blocks.append(Chart(name="ablation", alt="evaluation metrics per variant and seed", png=charts.ablation_chart(summary)))
+    return Section(title="Ablation", anchor="ablation", blocks=blocks)
+
+
 def build_sections(summary: RunSummary, *, top_languages: int = 20) -> list[Section]:
     """Every section whose data the workdir holds, in pipeline order."""
     sections = [funnel_section(summary) if summary.stages else None, languages_section(summary, top_languages),
                 heuristics_section(summary), fuzzy_section(summary), quality_section(summary),
                 synthetic_section(summary), mixture_section(summary), training_section(summary),
+                ablation_section(summary.ablation) if summary.ablation else None,
                 throughput_section(summary), errors_section(summary)]
     return [s for s in sections if s is not None]

@@ -58,6 +58,7 @@ class RunSummary:
     mixture_png: bytes | None = None  # its chart, data/mixture-report/report.png
     training: list[dict] = field(default_factory=list)  # metrics.jsonl, one record per step
     model_hf: dict | None = None  # model-hf/config.json, plus its directory and weight bytes
+    ablation: dict | None = None  # ablation/ablation.json (`ccforge ablate`, or the pipeline's ablation section)
 
     def stage(self, name: str) -> StageStats | None:
         return next((s for s in self.stages if s.name == name), None)
@@ -170,4 +171,5 @@ def read_run(workdir: str | Path) -> RunSummary:
         mixture=read_json_if_present(data / "mixture-report" / "report.json"),
         mixture_png=_read_bytes(data / "mixture-report" / "report.png"),
         training=read_metrics(find_metrics(workdir)),
-        model_hf=read_model_hf(workdir / "model-hf"))
+        model_hf=read_model_hf(workdir / "model-hf"),
+        ablation=read_json_if_present(workdir / "ablation" / "ablation.json"))

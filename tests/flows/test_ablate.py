@@ -14,7 +14,9 @@ from flows.ablate import summarise
 from flows.cli.main import main
 from flows.config.ablate import load_ablation_config, variant_mixture
 from flows.errors import ConfigError
-from flows.report.ablation import ablation_table, metric_names, write_ablation_report
+from flows.report.charts import ablation_metrics
+from flows.report.render import write_report
+from flows.report.sections import ablation_section, ablation_table
 
 TRAIN = {"model": {"preset": "tiny", "overrides": {"vocab_size": 2048}},
          "batch": {"global_batch_tokens": 512, "micro_batch_size": 4}, "schedule": {"warmup_steps": 1},
@@ -77,10 +79,10 @@ def test_summary_table_and_chart(tmp_path: Path) -> None:
     assert summary["summary"]["a"]["eval/held-out/bpb"] == pytest.approx(
         {"mean": 2.1, "std": 0.1414213562, "min": 2.0, "max": 2.2, "seeds": 2})
     assert summary["summary"]["b"]["train/loss"]["std"] == 0.0
-    assert metric_names(summary) == ["eval/held-out/bpb", "eval/held-out/loss", "train/loss"]
+    assert ablation_metrics(summary) == ["eval/held-out/bpb", "eval/held-out/loss", "train/loss"]
     table = ablation_table(summary)
     assert table.rows[0] == ["a", "2", "1,536", "2.1000 ± 0.1414", "5.6000 ± 0.1414", "5.1000 ± 0.1414"]
-    paths = write_ablation_report(summary, tmp_path)
+    paths = write_report([ablation_section(summary)], tmp_path, title=f"Ablation: {tmp_path}")
     markdown = paths["markdown"].read_text()
     assert markdown.startswith(f"# Ablation: {tmp_path}") and "| b | 2 | 1,536 | 1.5000 ± 0.0000 |" in markdown
     assert (tmp_path / "report-images/ablation.png").read_bytes()[:4] == b"\x89PNG"
@@ -112,3 +114,24 @@ def test_ablate_trains_every_variant_and_seed_and_reruns_nothing(tmp_path: Path,
     metrics = (out / "runs" / "handbook-only" / "seed-1" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in metrics] == [1, 2, 3]
     assert json.loads((out / "ablation.json").read_text())["runs"] == result["runs"]
+
+
+def test_a_pipeline_ablation_runs_on_the_pipelines_own_mixture(tmp_path: Path) -> None:
+    from flows.config.pipeline import load_pipeline_config
+
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump({
+        "workdir": str(tmp_path / "work"), "curate": {"inputs": [{"path": "crawl"}]},
+        "training": {"vocab_size": 2048, "nproc": 2, "train": TRAIN | {"seed": 7}},
+        "ablation": {"seeds": [4, 5], "train": {"max_steps": 2},
+                     "variants": {"high": {"weights": {"high-quality": 1}}, "full": {}}}}))
+    config = load_pipeline_config(path, workdir=str(tmp_path / "other")).ablation
+    assert config.out == str(tmp_path / "other/ablation") and config.mixture == str(tmp_path / "other/data/mixture.yaml")
+    assert config.seeds == [4, 5] and config.nproc == 2 and "seed" not in config.train
+    assert config.train["max_steps"] == 2 and config.train["batch"] == TRAIN["batch"]
+    assert config.train["model"] == {"preset": "tiny", "overrides": {"vocab_size": 2048}}
+    assert config.variants["high"].weights == {"high-quality": 1}
+
+    path.write_text(path.read_text().replace("max_steps: 2", "max_steps: -2"))
+    with pytest.raises(ConfigError, match=r"pipeline.yaml: ablation.train.max_steps: Input should be greater than 0$"):
+        load_pipeline_config(path)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from flows.cli.rephrase import load_rephrase_config
+from flows.config.ablate import load_ablation_config
 from flows.config.classifiers import load_classifiers_config
 from flows.config.curate import ConfigError, load_curate_config
 from flows.config.pipeline import load_pipeline_config
@@ -18,7 +19,9 @@ from training.yaml_config import merge_overrides
 EXAMPLES = Path(__file__).parents[2] / "examples"
 LOADERS = {"curate.yaml": load_curate_config, "classifiers.yaml": load_classifiers_config, "mixture.yaml": load_mixture,
            "train.yaml": load_train_config, "pipeline.yaml": load_pipeline_config, "rephrase.yaml": load_rephrase_config,
-           "long-context.yaml": load_train_config, "long-context-mixture.yaml": load_mixture}
+           "long-context.yaml": load_train_config, "long-context-mixture.yaml": load_mixture,
+           # its base mixture is the quick start's output
+           "ablation.yaml": lambda path: load_ablation_config(path, check_mixtures=False)}
 
 
 def test_every_example_has_a_loader() -> None:
