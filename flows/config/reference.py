@@ -25,6 +25,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from classifiers.train import TrainConfig as ClassifiersTrainConfig
+from flows.config.ablate import AblationConfig
 from flows.config.curate import CurateConfig
 from flows.config.pipeline import PipelineSection
 from training.data.mixture import MixtureConfig
@@ -41,6 +42,8 @@ CONFIG_FILES: tuple[tuple[str, str, str, type], ...] = (
     ("train", "`ccforge train CONFIG` (overrides: `--max-steps`, `--precision`, `--out`)", "examples/train.yaml",
      TrainConfig),
     ("pipeline", "`ccforge schedule --flow pipeline CONFIG`", "examples/pipeline.yaml", PipelineSection),
+    ("ablation", "`ccforge ablate CONFIG` (overrides: `--out`, `--seeds`, `--nproc`)", "examples/ablation.yaml",
+     AblationConfig),
 )
 
 #: Free-form mappings whose keys are the fields of another config: listed as a section of their own.
