@@ -135,3 +135,30 @@ def test_a_pipeline_ablation_runs_on_the_pipelines_own_mixture(tmp_path: Path) -
     path.write_text(path.read_text().replace("max_steps: 2", "max_steps: -2"))
     with pytest.raises(ConfigError, match=r"pipeline.yaml: ablation.train.max_steps: Input should be greater than 0$"):
         load_pipeline_config(path)
+
+
+@pytest.mark.slow
+def test_the_pipeline_runs_its_ablation_and_reports_it(sample_crawl: Path, tmp_path: Path) -> None:
+    """Without classify every document is low quality: `full` and `low-only` are the same mixture,
+    so each seed gives both variants the same model, and the two seeds give two."""
+    from ccforge_processes import MODEL_FREE_STAGES, run_ccforge
+
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(yaml.safe_dump({
+        "curate": {"inputs": [{"path": str(sample_crawl)}], "stages": MODEL_FREE_STAGES.split(","),
+                   "dask": {"workers": 1}},
+        "training": {"vocab_size": 512, "seq_len": 64, "train": TRAIN | {
+            "model": {"preset": "tiny"}, "batch": {"global_batch_tokens": 1024, "micro_batch_size": 8}}},
+        "ablation": {"seeds": [1, 2], "train": {"max_steps": 2},
+                     "variants": {"full": {}, "low-only": {"weights": {"low-quality": 1.0}}}}}))
+    workdir = tmp_path / "work"
+    done = run_ccforge(["pipeline", str(config), "--workdir", str(workdir)], cwd=tmp_path, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"ablation: {workdir / 'ablation' / 'ablation.json'}" in done.stdout
+    runs = json.loads((workdir / "ablation" / "ablation.json").read_text())["runs"]
+    loss = {(r["variant"], r["seed"]): r["metrics"]["train/loss"] for r in runs}
+    assert [r["tokens"] for r in runs] == [2048] * 4
+    assert loss["full", 1] == loss["low-only", 1] and loss["full", 2] == loss["low-only", 2]
+    assert loss["full", 1] != loss["full", 2]
+    report = (workdir / "report.md").read_text()
+    assert "## Ablation" in report and "| low-only | 2 | 2,048 |" in report
