@@ -7,9 +7,9 @@ Defaults are the published values, cited next to each constant.
 from __future__ import annotations
 
 from dataclasses import field
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.dataclasses import dataclass
 
 #: Gopher's stop words (Rae et al. 2021, appendix A.1.1): an English document has at least two.
@@ -41,6 +41,20 @@ def _not_empty(values: tuple[str, ...]) -> tuple[str, ...]:
 
 #: Names a rule applies to; null applies it to every document (an empty list would judge none).
 Names = Annotated[tuple[str, ...], AfterValidator(_not_empty)] | None
+
+
+def _quality_levels(value: object) -> object:
+    # One clear error for every wrong value; null is refused because an override of None means "not given"
+    # (training.yaml_config.merge_overrides), so `null` in a pipeline's curate section would silently be `auto`.
+    if value is None or (isinstance(value, (list, tuple)) and not value):
+        raise ValueError("give auto, all or a list of quality levels (all judges every level)")
+    if isinstance(value, str) and value not in ("auto", "all"):
+        raise ValueError(f"{value!r} is not auto, all or a list of quality levels")
+    return value
+
+
+#: `auto`, `all` or the quality levels judged (see `HeuristicsConfig`).
+QualityLevels = Annotated[Literal["auto", "all"] | tuple[str, ...], BeforeValidator(_quality_levels)]
 
 
 @dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="forbid"))
@@ -141,13 +155,16 @@ class HeuristicsConfig:
       words and alphabetic-word ratio; Nemotron-CC is English-only), so the default is ("en",);
       null applies them to every document. Without a `language` column every document is judged;
       a null language is not in the tuple, so it passes.
-    - `apply_to_quality_levels`: when set, only documents whose `quality_level` is in this tuple
-      are judged (Nemotron-CC skips heuristics for high-quality documents, so run this stage after
-      classification with e.g. ["medium", "medium-low", "low"]); the column must then exist.
+    - `apply_to_quality_levels`: a tuple judges only documents whose `quality_level` is in it (the
+      column must then exist); `all` judges every level. `auto` (the default) is resolved by the
+      curate config (`flows.config.curate`): every level below `high` when its stages run classify
+      before heuristics (Nemotron-CC does not filter its high-quality documents with heuristics),
+      `all` otherwise. A stage built outside a curate config treats `auto` as `all`.
     """
 
     gopher_repetition: GopherRepetitionConfig = field(default_factory=GopherRepetitionConfig)
     gopher_quality: GopherQualityConfig = field(default_factory=GopherQualityConfig)
     c4: C4Config = field(default_factory=C4Config)
     languages: Names = ("en",)  # languages judged; others pass; null: every document
-    apply_to_quality_levels: Names = None  # quality levels judged; null: every level
+    #: quality levels judged; all: every level; auto: below high after classify, else all
+    apply_to_quality_levels: QualityLevels = "auto"

@@ -34,13 +34,14 @@ def judged_rows(table: pa.Table, config: HeuristicsConfig) -> np.ndarray:
     judged = np.ones(table.num_rows, dtype=bool)
     if config.languages is not None and LANGUAGE in table.column_names:
         judged &= to_bool(pc.is_in(table[LANGUAGE], pa.array(config.languages, pa.string())))
-    if config.apply_to_quality_levels is not None:
+    levels = config.apply_to_quality_levels
+    if isinstance(levels, tuple):  # `all`, and `auto` that no curate config resolved, judge every level
         if QUALITY_LEVEL not in table.column_names:
             raise ValueError(
-                f"heuristics.apply_to_quality_levels is set but the table has no {QUALITY_LEVEL!r} column: "
-                "run the classify stage first, or set apply_to_quality_levels to null"
+                f"heuristics.apply_to_quality_levels lists levels but the table has no {QUALITY_LEVEL!r} column: "
+                "run the classify stage first, or set apply_to_quality_levels to all"
             )
-        judged &= to_bool(pc.is_in(table[QUALITY_LEVEL], pa.array(config.apply_to_quality_levels, pa.string())))
+        judged &= to_bool(pc.is_in(table[QUALITY_LEVEL], pa.array(levels, pa.string())))
     return judged
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from classifiers.ensemble import LEVELS
 from classifiers.stage import ClassifyConfig
 from curation.exact_dedup import ExactDedupConfig
 from curation.extract_config import ExtractConfig
@@ -22,6 +24,11 @@ from training.yaml_config import load_config
 #: curated documents, whose rows go to WORKDIR/rephrase/ beside WORKDIR/curated/).
 CURATION_STAGES = ("extract", "langid", "exact-dedup", "fuzzy-dedup", "substring-dedup", "classify", "heuristics",
                    "rephrase")
+
+#: What `heuristics.apply_to_quality_levels: auto` becomes when classify runs (before heuristics, by the
+#: order above): every level but `high`, the top one (bucket 19). Nemotron-CC keeps its high-quality
+#: documents whatever the heuristic filters say, which keeps more unique high-quality tokens.
+BELOW_HIGH_LEVELS = LEVELS[1:]
 
 
 class InputSpec(BaseModel):
@@ -93,6 +100,17 @@ class CurateConfig(BaseModel):
             raise ValueError("stage classify needs classify.classifiers (see examples/classifiers.yaml)")
         if "rephrase" in self.stages:
             self.rephrase.require_backend()
+        return self
+
+    @model_validator(mode="after")
+    def _heuristics_levels(self) -> CurateConfig:
+        """Resolve `auto` with the stages now known; refuse level names the classify stage never writes."""
+        levels = self.heuristics.apply_to_quality_levels
+        if levels == "auto":
+            levels = BELOW_HIGH_LEVELS if "classify" in self.stages else "all"
+            self.heuristics = dataclasses.replace(self.heuristics, apply_to_quality_levels=levels)
+        elif isinstance(levels, tuple) and (unknown := [level for level in levels if level not in LEVELS]):
+            raise ValueError(f"heuristics.apply_to_quality_levels: unknown level(s) {unknown}; choose from {list(LEVELS)}")
         return self
 
 

@@ -287,6 +287,73 @@ def test_quality_levels_not_chosen_pass_through_unchanged(base: list[str]) -> No
         HeuristicFilter(config).run(pa.table({"text": [degenerate]}))
 
 
+# ------------------------------------------- apply_to_quality_levels: auto, resolved by the curate config
+
+CLASSIFY = {"classifiers": [{"name": "dclm", "path": "models/dclm.bin"}]}  # never loaded: the config is only validated
+BELOW_HIGH = ("medium-high", "medium", "medium-low", "low")
+
+
+def curated(path: Path | None = None, **overrides: object) -> HeuristicsConfig:
+    """The heuristics section as the curate config resolves it."""
+    from flows.config.curate import load_curate_config
+
+    return load_curate_config(path, **overrides).heuristics
+
+
+def test_auto_judges_the_levels_below_high_when_classify_runs_first() -> None:
+    assert HeuristicsConfig().apply_to_quality_levels == "auto"
+    assert curated(classify=CLASSIFY).apply_to_quality_levels == BELOW_HIGH
+    assert curated(classify=CLASSIFY, stages=["classify", "heuristics"]).apply_to_quality_levels == BELOW_HIGH
+
+
+def test_auto_is_all_without_classify() -> None:
+    assert curated().apply_to_quality_levels == "all"  # no classifiers: the default stages leave classify out
+    assert curated(classify=CLASSIFY, stages=["extract", "langid", "heuristics"]).apply_to_quality_levels == "all"
+
+
+def test_explicit_levels_and_all_win_over_auto(tmp_path: Path) -> None:
+    assert curated(classify=CLASSIFY, heuristics={"apply_to_quality_levels": ["low"]}).apply_to_quality_levels == ("low",)
+    assert curated(classify=CLASSIFY, heuristics={"apply_to_quality_levels": "all"}).apply_to_quality_levels == "all"
+    assert curated(heuristics={"apply_to_quality_levels": ["medium", "low"]}).apply_to_quality_levels == ("medium", "low")
+    config = tmp_path / "curate.yaml"  # in a file: `all` set, then the field left out
+    classify = "classify: {classifiers: [{name: dclm, path: models/dclm.bin}]}\n"
+    config.write_text(classify + "heuristics: {apply_to_quality_levels: all}\n")
+    assert curated(config).apply_to_quality_levels == "all"
+    config.write_text(classify + "heuristics: {languages: [en]}\n")
+    assert curated(config).apply_to_quality_levels == BELOW_HIGH
+
+
+@pytest.mark.parametrize(("levels", "message"), [
+    ("null", "heuristics.apply_to_quality_levels: give auto, all or a list of quality levels (all judges every level)"),
+    ("[medium, meduim]", "heuristics.apply_to_quality_levels: unknown level(s) ['meduim']; choose from "
+                         "['high', 'medium-high', 'medium', 'medium-low', 'low']"),
+])
+def test_null_and_unknown_levels_are_refused(tmp_path: Path, levels: str, message: str) -> None:
+    """null is refused, not read as `all`: an override of None means "not given", so it would silently be `auto`."""
+    from flows.config.curate import ConfigError
+
+    config = tmp_path / "curate.yaml"
+    config.write_text(f"heuristics: {{apply_to_quality_levels: {levels}}}\n")
+    with pytest.raises(ConfigError) as err:
+        curated(config)
+    assert str(err.value) == f"{config}: {message}"
+
+
+def test_after_classify_a_high_document_passes_and_lower_ones_are_judged(base: list[str]) -> None:
+    """The same degenerate document (every paragraph repeated) at each level, with the curate config's own default."""
+    config = curated(classify=CLASSIFY)
+    degenerate = "\n\n".join(base + base[:5])
+    levels = ["high", *BELOW_HIGH]
+    reasons = run([degenerate] * 5, config, quality_level=levels)
+    assert reasons == {"d0": None, "d1": "gopher_dup_para_frac", "d2": "gopher_dup_para_frac",
+                       "d3": "gopher_dup_para_frac", "d4": "gopher_dup_para_frac"}
+    kept = HeuristicFilter(config).run(pa.table({"text": [degenerate], "quality_level": ["high"]})).kept
+    assert kept["text"].to_pylist() == [degenerate]  # not judged, so not even C4's line rewrite
+    every_level = curated(classify=CLASSIFY, heuristics={"apply_to_quality_levels": "all"})
+    assert set(run([degenerate] * 5, every_level, quality_level=levels).values()) == {"gopher_dup_para_frac"}
+    assert run([degenerate], HeuristicsConfig()) == {"d0": "gopher_dup_para_frac"}  # auto unresolved: every document
+
+
 def test_accounting_on_a_mixed_partition(base: list[str], real_documents: dict[str, str]) -> None:
     texts = list(real_documents.values()) + list(crafted(base).values()) + ["", "   ", "\n\n"]
     table = pa.table({"id": [str(i) for i in range(len(texts) + 1)], "text": texts + [None]})
@@ -313,7 +380,8 @@ def test_drop_reasons_are_stable_snake_case() -> None:
     ({"c4": {"min_num_sentences": 0}}, "heuristics.c4.min_num_sentences: Input should be greater than 0"),
     ({"c4": {"min_words_per_line": 2000}}, "heuristics.c4.min_words_per_line: Input should be less than or equal to 1000"),
     ({"languages": []}, "heuristics.languages: empty: use null"),
-    ({"apply_to_quality_levels": []}, "heuristics.apply_to_quality_levels: empty: use null"),
+    ({"apply_to_quality_levels": []}, "heuristics.apply_to_quality_levels: give auto, all or a list of quality levels"),
+    ({"apply_to_quality_levels": "high"}, "heuristics.apply_to_quality_levels: 'high' is not auto, all or a list"),
     ({"c4": {"min_word_count": 3}}, "heuristics.c4.min_word_count: Unexpected keyword argument"),
 ])
 def test_bad_configs_say_how_to_fix(section: dict, message: str) -> None:

@@ -73,7 +73,7 @@ def run_dir(crawl: Path, prefect_api) -> Path:
         config = load_curate_config(
             None, inputs=[{"path": str(crawl)}], workdir=str(workdir / "curation"), keep_rejects=True,
             dask={"scheduler": cluster.scheduler_address}, substring_dedup={"min_bytes": 200},
-            heuristics={"c4": {"filter_no_terminal_punct": False}},
+            heuristics={"c4": {"filter_no_terminal_punct": False}, "apply_to_quality_levels": "all"},  # some short lines rate high
             classify=ClassifyConfig(classifiers=(ClassifierSpec(name="ft", path=str(classifier)),)),
             rephrase={"backend": "http", "http": {"endpoint": server.url, "model": "stub"}, "max_docs": 4})
         curate(config)
