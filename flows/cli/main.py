@@ -172,12 +172,10 @@ def cmd_sample_corpus(args: argparse.Namespace) -> None:
 
 #: The quick start's training tail: the tiny preset for 60 steps of 4,096 tokens (about a
 #: minute on 2 CPU cores), enough to see the loss fall; the tokenizer is trained on the curated text.
-#: The quick start holds out a tenth of every mixture component's documents and evaluates 8 windows
-#: of each every 20 steps: a few seconds in all.
 QUICKSTART_TRAINING = {"vocab_size": 4096, "seq_len": 256, "train": {
     "model": {"preset": "tiny"}, "batch": {"global_batch_tokens": 4096, "micro_batch_size": 8},
     "schedule": {"warmup_steps": 6}, "max_steps": 60, "checkpoint": {"every_steps": 20, "keep_last": 2},
-    "logging": {"progress_bar": False}, "eval": {"holdout": 0.1, "every_steps": 20, "windows": 8, "batch_size": 8}}}
+    "logging": {"progress_bar": False}}}
 
 
 #: The quick start cuts repeated spans of 200 bytes (about 50 GPT-2 tokens of English): its
