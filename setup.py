@@ -1,5 +1,6 @@
 """The compiled part of ccforge: the fast jusText's paragraph walk (Cython over lxml's C API), its
-page text statistics, its classification passes and the text its stop list is chosen from. Everything else is declared in pyproject.toml."""
+page text statistics, its classification passes and the text its stop list is chosen from.
+Everything else is declared in pyproject.toml."""
 
 import lxml
 from Cython.Build import cythonize
