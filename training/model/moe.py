@@ -8,6 +8,8 @@ Experts: non-gated squared-ReLU MLPs stored as 3-D weights, dropless, computed w
 `torch._grouped_mm` per projection over expert-sorted tokens, whose group offsets stay on the
 device (no host sync). LatentMoE: routed experts run in a moe_latent_size space between
 fc1/fc2 projections; the router and the shared expert see the full-width input.
+Under expert parallelism the trainer sends tokens to the ranks holding their experts and back
+(training/trainer/expert_parallel.py); `Experts` computes only the experts it holds.
 
 Shape legend: S tokens (batch * time), D hidden, Z expert width (latent or hidden),
 F expert intermediate, E experts, K experts per token, A assignments (S * K, expert-sorted).
@@ -18,6 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.distributed.tensor import DTensor
 
 from training.model.config import HybridConfig
 from training.model.linear import Linear, gemm_dtype
@@ -86,8 +89,24 @@ def _grouped_experts(x_AZ: torch.Tensor, up_EFZ: torch.Tensor, down_EZF: torch.T
     return grouped_mm(h_AF, down_EZF.transpose(1, 2), offs_E)
 
 
+def local_experts(weight: torch.Tensor) -> torch.Tensor:
+    """The experts of a 3-D expert weight that this process computes: all of them, or under
+    expert parallelism (a DTensor sharded over the experts) its own slice, as a plain tensor
+    (the grouped GEMMs take no DTensor; gradients flow back into the DTensor)."""
+    return weight.to_local() if isinstance(weight, DTensor) else weight
+
+
+def combine(y_AZ: torch.Tensor, weights_A: torch.Tensor, token_A: torch.Tensor, num_tokens: int) -> torch.Tensor:
+    """float32 (S, Z): each assignment's output times its gate weight, added to its token in
+    the order given (HF's index_add_ loop); the batched (1, K) @ (K, Z) matmul it replaces was
+    3x slower at K=2."""
+    weighted_AZ = y_AZ.float() * weights_A[:, None]
+    return weighted_AZ.new_zeros(num_tokens, weighted_AZ.shape[1]).index_add(0, token_A, weighted_AZ)
+
+
 class Experts(nn.Module):
-    """3-D expert weights as HF: up_proj (E, F, Z), down_proj (E, Z, F)."""
+    """3-D expert weights as HF: up_proj (E, F, Z), down_proj (E, Z, F). `forward` takes expert
+    ids into the experts it computes (`local_experts`)."""
 
     def __init__(self, cfg: HybridConfig) -> None:
         super().__init__()
@@ -97,17 +116,14 @@ class Experts(nn.Module):
 
     def forward(self, x_SZ: torch.Tensor, weights_SK: torch.Tensor, experts_SK: torch.Tensor) -> torch.Tensor:
         S, K = experts_SK.shape
-        order_A, counts_E = group_by_expert(experts_SK, self.up_proj.shape[0])
+        up_EFZ, down_EZF = local_experts(self.up_proj), local_experts(self.down_proj)
+        order_A, counts_E = group_by_expert(experts_SK, up_EFZ.shape[0])
         dtype = gemm_dtype(x_SZ)
         token_A = order_A // K
         x_AZ = x_SZ.index_select(0, token_A).to(dtype)
-        up_EFZ, down_EZF = self.up_proj.to(dtype), self.down_proj.to(dtype)
-        y_AZ = _grouped_experts(x_AZ, up_EFZ, down_EZF, counts_E.cumsum(0).to(torch.int32))
-        # gate-weight each assignment and add it to its token in float32, in expert order as HF's
-        # index_add_ loop; the batched (1, K) @ (K, Z) matmul it replaces was 3x slower at K=2
-        weighted_AZ = y_AZ.float() * weights_SK.flatten()[order_A, None]
-        y_SZ = weighted_AZ.new_zeros(S, weighted_AZ.shape[1]).index_add(0, token_A, weighted_AZ)
-        return y_SZ.to(x_SZ.dtype)
+        y_AZ = _grouped_experts(x_AZ, up_EFZ.to(dtype), down_EZF.to(dtype), counts_E.cumsum(0).to(torch.int32))
+        # combined in float32 in expert order
+        return combine(y_AZ, weights_SK.flatten()[order_A], token_A, S).to(x_SZ.dtype)
 
 
 def experts_reference(experts: Experts, x_SZ: torch.Tensor, weights_SK: torch.Tensor, experts_SK: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from training.model.linear import Linear, gemm_dtype
 from training.model.mlp import relu2
-from training.model.moe import Experts, group_by_expert, grouped_mm
+from training.model.moe import Experts, group_by_expert, grouped_mm, local_experts
 from training.precision.groups import ExpertGroups
 from training.precision.noise import mix64
 
@@ -134,12 +134,13 @@ class QuantizedExperts(Experts):
 
     def forward(self, x_SZ: torch.Tensor, weights_SK: torch.Tensor, experts_SK: torch.Tensor) -> torch.Tensor:
         S, K = experts_SK.shape
-        order_A, counts_E = group_by_expert(experts_SK, self.up_proj.shape[0])
+        up_EFZ, down_EZF = local_experts(self.up_proj), local_experts(self.down_proj)
+        order_A, counts_E = group_by_expert(experts_SK, up_EFZ.shape[0])
         groups = ExpertGroups.from_counts(experts_SK.flatten()[order_A], counts_E)
         x_AZ = x_SZ[order_A // K]
         args = (groups, self.gemms)
-        h_AF = relu2(GroupedQuantizedMatmul.apply(x_AZ, self.up_proj, *args, mix64(self.rng_key, 0), self.forward_bf16))
-        y_AZ = GroupedQuantizedMatmul.apply(h_AF, self.down_proj, *args, mix64(self.rng_key, 1), self.forward_bf16)
+        h_AF = relu2(GroupedQuantizedMatmul.apply(x_AZ, up_EFZ, *args, mix64(self.rng_key, 0), self.forward_bf16))
+        y_AZ = GroupedQuantizedMatmul.apply(h_AF, down_EZF, *args, mix64(self.rng_key, 1), self.forward_bf16)
         # un-sort, then combine each token's K expert outputs in float32, as Experts.forward
         y_SKZ = torch.empty_like(y_AZ).index_copy_(0, order_A, y_AZ).view(S, K, -1)
         return (weights_SK[:, None, :] @ y_SKZ.float())[:, 0].to(x_SZ.dtype)

@@ -8,9 +8,10 @@ leaves only a `.tmp` directory, which is never picked up, so the previous checkp
 the newest loadable one. Old checkpoints beyond `keep_last` are removed after a successful
 save.
 
-State: model and optimizer (sharded DTensors, resharded on load if the world size
-changed), the LR scheduler, the step and skip counters, and per rank the RNG states and
-the data loader's state (stored under the rank's own key, since they differ per rank).
+State: model and optimizer (sharded DTensors at their global shapes, so DCP reshards them
+on load for another world size or another `parallel.expert_parallel`), the LR scheduler,
+the step and skip counters, and per rank the RNG states and the data loader's state (stored
+under the rank's own key, since they differ per rank).
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ def save_checkpoint(root: Path, *, step: int, model: torch.nn.Module, optimizer:
 def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """Restore model, optimizer, scheduler and this rank's RNG; returns (trainer state, this
-    rank's loader state). The data position is per rank, so the world size must not change."""
+    rank's loader state). The data position is per rank, so the world size must not change;
+    the expert-parallel size may."""
     rank, world_size = dist.get_rank(), dist.get_world_size()
     saved_world_size = read_checkpoint_meta(path)["world_size"]
     if saved_world_size != world_size:

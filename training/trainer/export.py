@@ -1,8 +1,9 @@
 """A training checkpoint to a Hugging Face NemotronH directory (`ccforge export-hf`).
 
-Runs in one process without a process group: DCP reassembles the sharded weights into a
-plain model, which `save_hf` writes with config.json. The tokenizer the token shards were
-made with is copied alongside, so `AutoTokenizer` and `AutoModelForCausalLM` both load it.
+Runs in one process without a process group: DCP reassembles the sharded weights (FSDP
+shards and, from an expert-parallel run, the experts split over ranks) into a plain model,
+which `save_hf` writes with config.json. The tokenizer the token shards were made with is
+copied alongside, so `AutoTokenizer` and `AutoModelForCausalLM` both load it.
 """
 
 from __future__ import annotations
