@@ -27,7 +27,7 @@ from flows.config.ablate import AblationConfig, run_train_mapping, variant_mixtu
 from flows.pretrain import pretrain
 from flows.report.render import write_report
 from flows.report.sections import ablation_section
-from flows.report.summary import read_metrics
+from flows.report.summary import last_evaluation, read_metrics
 
 ABLATION_FILE = "ablation.json"
 
@@ -43,9 +43,7 @@ def final_metrics(run_dir: Path) -> dict[str, float]:
     """The run's final training loss and the evaluation metrics of its last evaluation
     (`eval/SET/METRIC` keys of metrics.jsonl)."""
     records = read_metrics(run_dir / "metrics.jsonl")
-    evaluated = [r for r in records if any(key.startswith("eval/") for key in r)]
-    final = {key: value for key, value in (evaluated[-1] if evaluated else {}).items() if key.startswith("eval/")}
-    return {"train/loss": records[-1]["loss"], **final}
+    return {"train/loss": records[-1]["loss"], **last_evaluation(records)}
 
 
 def summarise(runs: list[dict], variants: list[str]) -> dict[str, dict[str, dict[str, float]]]:

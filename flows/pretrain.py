@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.errors import TrainingFailed
 from flows.retry import RETRY_DELAY_SECONDS, retry_if_killed
-from flows.report.summary import read_metrics
+from flows.report.summary import last_evaluation, read_metrics
 from training.trainer.config import load_train_config
 from training.trainer.launch import LaunchSpec, run_torchrun, torchrun_command
 
@@ -33,11 +33,12 @@ class PretrainResult:
 
 
 def training_summary(run_dir: Path) -> dict:
+    """The run's steps, tokens, losses and speed, and its last evaluation (`eval/SET/METRIC`)."""
     records = read_metrics(run_dir / "metrics.jsonl")
     steady = records[1:] or records
     return {"steps": records[-1]["step"], "tokens": records[-1]["tokens"], "first_loss": records[0]["loss"],
             "final_loss": records[-1]["loss"], "skipped_steps": records[-1]["skipped_steps"],
-            "tokens_per_s": sum(r["tokens_per_s"] for r in steady) / len(steady)}
+            "tokens_per_s": sum(r["tokens_per_s"] for r in steady) / len(steady)} | last_evaluation(records)
 
 
 def summary_markdown(summary: dict, run_dir: Path) -> str:

@@ -1,7 +1,9 @@
 """The tokenize stage: curated documents (an Arrow table) to token rows, and their counts.
 
 Token shards carry `input_ids: list<int32>` plus `id`, `source`, `quality_level`,
-`synthetic_kind` and `n_tokens` (DESIGN.md, "Tokens"). Their footer holds JSON under
+`synthetic_kind`, `n_tokens` (DESIGN.md, "Tokens") and `n_bytes`, the UTF-8 bytes of the text
+the tokens encode (bits per byte, a tokenizer-independent evaluation metric, divides by them:
+`training.trainer.evaluation`). Their footer holds JSON under
 `TOKENS_METADATA_KEY`: the tokenizer's special ids and the token counts of every
 (source, quality_level, synthetic_kind) group, so mixtures are planned without reading tokens.
 """
@@ -23,6 +25,7 @@ from curation.schema import ID, INPUT_IDS, N_TOKENS, QUALITY_LEVEL, SOURCE, SYNT
 from curation.tokens.tokenizer import LoadedTokenizer, load_tokenizer
 
 GROUP_KEYS = (SOURCE, QUALITY_LEVEL, SYNTHETIC_KIND)
+N_BYTES = "n_bytes"
 #: Footer key of token shards; training.data.shards reads the same key.
 TOKENS_METADATA_KEY = "ccforge.tokens"
 
@@ -32,6 +35,7 @@ TOKEN_SCHEMA = pa.schema([
     pa.field(QUALITY_LEVEL, pa.string()),
     pa.field(SYNTHETIC_KIND, pa.string()),
     pa.field(N_TOKENS, pa.int32()),
+    pa.field(N_BYTES, pa.int32()),
     pa.field(INPUT_IDS, pa.list_(pa.int32())),
 ])
 
@@ -61,11 +65,13 @@ class TokenizeStage:
                 raise ValueError(f"{config.tokenizer}: tokenizer has no {what} token; set add_{what.lower()}: false")
 
     def run(self, table: pa.Table) -> pa.Table:
-        texts = pc.fill_null(table[TEXT], "").to_pylist() if table.num_rows else []
+        text = pc.fill_null(table[TEXT], "") if table.num_rows else pa.array([], pa.string())
+        texts = text.to_pylist()
         encodings = self.tokenizer.backend.encode_batch_fast(texts, add_special_tokens=False)
         input_ids = self._assemble([e.ids for e in encodings])
         columns = {name: _column_or_nulls(table, name) for name in (ID, SOURCE, QUALITY_LEVEL, SYNTHETIC_KIND)}
         columns[N_TOKENS] = pc.list_value_length(input_ids).cast(pa.int32())
+        columns[N_BYTES] = pc.binary_length(text).cast(pa.int32())
         columns[INPUT_IDS] = input_ids
         return pa.Table.from_pydict(columns, schema=TOKEN_SCHEMA)
 

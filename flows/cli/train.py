@@ -47,6 +47,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         result = train(cfg, resume=args.resume, max_steps=args.stop_after)
         print(f"trained {result.steps} steps, {result.tokens:,} tokens, final loss {result.final_loss}; "
               f"run directory {result.out}, checkpoint {result.checkpoint}")
+        if result.final_eval:
+            print("final eval: " + ", ".join(f"{key} {value:.4f}" for key, value in result.final_eval.items()))
         return
     code, errors = run_torchrun(torchrun_command(spec, args.config, overrides=overrides, resume=args.resume,
                                                  stop_after=args.stop_after), lambda line: print(line, flush=True))

@@ -109,6 +109,25 @@ def training_chart(records: list[dict]) -> bytes:
     return _png(figure)
 
 
+def eval_chart(records: list[dict], series: dict[str, dict[str, list[tuple[int, float]]]]) -> bytes:
+    """Held-out loss per set against the step, over the training loss (dashed), and bits per byte per set."""
+    figure = Figure(figsize=(10, 6))
+    loss, bpb = figure.subplots(2, 1, sharex=True)
+    loss.plot([r["step"] for r in records], [r["loss"] for r in records], color="#999999", linestyle="--",
+              label="training")
+    for eval_set, metrics in series.items():
+        for axes, metric in ((loss, "loss"), (bpb, "bpb")):
+            if metric in metrics:
+                steps, values = zip(*metrics[metric])
+                axes.plot(steps, values, marker="o", label=eval_set)
+    loss.set(title="held-out loss", ylabel="nats per token")
+    bpb.set(title="held-out bits per byte", ylabel="bits per byte", xlabel="step")
+    for axes in (loss, bpb):
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8)
+    return _png(figure)
+
+
 def throughput_chart(rows: list[Throughput]) -> bytes:
     """Documents/s, MB/s and tokens/s of every step that has them (log scales: they span decades)."""
     units = {"documents/s": lambda r: r.rate(r.docs), "MB/s": lambda r: r.rate(r.bytes, 1e6),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flows.report import charts
-from flows.report.summary import FUZZY_DEDUP, HEURISTICS, RunSummary, training_throughput
+from flows.report.summary import FUZZY_DEDUP, HEURISTICS, RunSummary, eval_series, training_throughput
 
 
 @dataclass(frozen=True)
@@ -172,11 +172,30 @@ def training_section(summary: RunSummary) -> Section | None:
             facts.append(("MFU (last step)", f"{records[-1]['mfu']:.3f}"))
         blocks += [Table(["metric", "value"], [list(f) for f in facts], "lr"),
                    Chart("training", "training loss, learning rate and tokens/s", charts.training_chart(records))]
+        blocks += _eval_blocks(records)
     if summary.model_hf:
         hf = summary.model_hf
         blocks.append(f"Exported model: {hf['path']} (model_type {hf['model_type']}, "
                       f"{_mb(hf['weight_bytes'])} MB of safetensors).")
     return Section("Training", "training", blocks) if blocks else None
+
+
+def _value_at(values: list[tuple[int, float]], index: int) -> str:
+    return f"{values[index][1]:.4f}" if values else "-"
+
+
+def _eval_blocks(records: list[dict]) -> list:
+    """The held-out evaluation: each set's first and last loss and bits per byte, and their curves."""
+    series = eval_series(records)
+    if not series:
+        return []
+    rows = [[name, *(_value_at(m.get(metric, []), index) for metric in ("loss", "bpb") for index in (0, -1))]
+            for name, m in series.items()]
+    steps = sorted({step for m in series.values() for values in m.values() for step, _ in values})
+    return [f"Held-out evaluation, {len(steps)} times from step {steps[0]} to step {steps[-1]}: loss in nats per "
+            "token, and bits per byte of the UTF-8 text (comparable across tokenizers).",
+            Table(["set", "first loss", "final loss", "first bits per byte", "final bits per byte"], rows, "lrrrr"),
+            Chart("evaluation", "held-out loss and bits per byte per set", charts.eval_chart(records, series))]
 
 
 def throughput_section(summary: RunSummary) -> Section | None:

@@ -136,6 +136,23 @@ def read_metrics(path: Path) -> list[dict]:
     return [by_step[step] for step in sorted(by_step)]
 
 
+def last_evaluation(records: list[dict]) -> dict[str, float]:
+    """The `eval/SET/METRIC` values of the last record that has them ({} when the run never evaluated)."""
+    evaluated = [r for r in records if any(key.startswith("eval/") for key in r)]
+    return {key: value for key, value in (evaluated[-1] if evaluated else {}).items() if key.startswith("eval/")}
+
+
+def eval_series(records: list[dict]) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """Every evaluation of the run: set -> metric (loss, bpb) -> (step, value) in step order."""
+    series: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for record in records:
+        for key, value in record.items():
+            if key.startswith("eval/"):
+                eval_set, metric = key.removeprefix("eval/").rsplit("/", 1)
+                series.setdefault(eval_set, {}).setdefault(metric, []).append((record["step"], value))
+    return series
+
+
 def find_metrics(workdir: Path) -> Path:
     config = workdir / "train.yaml"
     if not (workdir / "train" / "metrics.jsonl").is_file() and config.is_file():

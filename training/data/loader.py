@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from training.data.heldout import Holdout
 from training.data.mixture import MixturePlan, load_mixture, plan_mixture
 from training.data.stream import ConsumerStream
 
@@ -172,9 +173,12 @@ class MixtureLoader:
 
 
 def build_loader(mixture: str | Path, *, batch_size: int, rank: int = 0, world_size: int = 1,
-                 num_workers: int = 0, tokens: int | None = None) -> MixtureLoader:
+                 num_workers: int = 0, tokens: int | None = None, holdout: float | None = None) -> MixtureLoader:
     """The trainer's entry point: a mixture YAML to a resumable loader for this rank
-    (`batch_size` windows per batch unless a phase sets its `micro_batch_size`)."""
+    (`batch_size` windows per batch unless a phase sets its `micro_batch_size`), reading
+    none of the `holdout` share of documents held out for evaluation."""
     plan = plan_mixture(load_mixture(mixture), tokens)
+    if holdout is not None:
+        plan = plan.with_holdout(Holdout(holdout, held_out=False))
     return MixtureLoader(MixtureDataset(plan, rank=rank, world_size=world_size), batch_size=batch_size,
                          num_workers=num_workers)

@@ -17,11 +17,12 @@ so rounding never accumulates and a phase must hold at least one window.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from training.data.heldout import Holdout
 from training.data.shards import RowFilter, TokenShard, expand_shards, read_token_shard, stream_tokens
 from training.yaml_config import load_config
 
@@ -201,6 +202,12 @@ class MixturePlan:
             window, position = window + count, position + count * phase.seq_len
             ends.append(window)
         return ends
+
+    def with_holdout(self, holdout: Holdout) -> MixturePlan:
+        """This plan reading only `holdout`'s side of every component's documents. Token counts
+        stay the footers': epochs count the held-out documents too."""
+        components = [replace(c, row_filter=replace(c.row_filter, holdout=holdout)) for c in self.components]
+        return replace(self, components=components)
 
     def drawn(self, phase: PhasePlan, component: str) -> float:
         return 0.0 if phase.tokens is None else phase.weights[component] * phase.tokens

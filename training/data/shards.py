@@ -1,9 +1,10 @@
 """Token shards on disk: their footer metadata, globs, and the rows a component selects.
 
-A token shard (written by `ccforge tokenize`) has `input_ids: list<int32>` plus `source`,
-`quality_level`, `synthetic_kind`, and JSON footer metadata under `TOKENS_METADATA_KEY`
-with the special ids and the docs/tokens of every (source, quality_level, synthetic_kind)
-group. Planning a mixture reads only footers; the loader reads one row group at a time.
+A token shard (written by `ccforge tokenize`) has `input_ids: list<int32>` plus `id`, `source`,
+`quality_level`, `synthetic_kind`, `n_bytes` (shards made before it was added lack it), and
+JSON footer metadata under `TOKENS_METADATA_KEY` with the special ids and the docs/tokens of
+every (source, quality_level, synthetic_kind) group. Planning a mixture reads only footers; the
+loader reads one row group at a time.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from training.data.heldout import ID, Holdout
+
 #: Footer key written by curation.tokens (training never imports curation: DESIGN.md).
 TOKENS_METADATA_KEY = b"ccforge.tokens"
 INPUT_IDS = "input_ids"
+N_BYTES = "n_bytes"  # UTF-8 bytes of a document's text
 FILTER_COLUMNS = {"sources": "source", "quality_levels": "quality_level", "synthetic_kinds": "synthetic_kind"}
 
 
@@ -80,25 +84,28 @@ class RowFilter:
     """Which documents a component takes: a list of accepted values per column (None: any).
 
     A null in a list matches null values, e.g. `synthetic_kinds: [null]` keeps real documents.
+    With a `holdout`, only the documents on its side of the held-out split.
     """
 
     sources: tuple[str | None, ...] | None = None
     quality_levels: tuple[str | None, ...] | None = None
     synthetic_kinds: tuple[str | None, ...] | None = None
+    holdout: Holdout | None = None
 
     def _accepted(self) -> dict[str, tuple[str | None, ...]]:
         return {FILTER_COLUMNS[name]: getattr(self, name) for name in FILTER_COLUMNS if getattr(self, name) is not None}
 
     @property
     def columns(self) -> list[str]:
-        return list(self._accepted())
+        """Columns the mask reads besides `input_ids`."""
+        return list(self._accepted()) + ([ID] if self.holdout else [])
 
     def matches_group(self, group: dict) -> bool:
         return all(group.get(column) in values for column, values in self._accepted().items())
 
     def mask(self, table: pa.Table) -> np.ndarray:
-        """Rows of `table` this filter keeps, as a boolean array."""
-        keep = np.ones(table.num_rows, dtype=bool)
+        """Rows of `table` (its `input_ids` and `columns`) this filter keeps, as a boolean array."""
+        keep = np.ones(table.num_rows, dtype=bool) if self.holdout is None else self.holdout.mask(table, INPUT_IDS)
         for column, values in self._accepted().items():
             strings = [v for v in values if v is not None]
             hit = pc.is_in(table[column], value_set=pa.array(strings, pa.string()))
@@ -130,6 +137,7 @@ class RowGroupTokens:
 
     values: np.ndarray  # int32, all documents' tokens back to back
     offsets: np.ndarray  # int64, len(rows) + 1; document i is values[offsets[i]:offsets[i + 1]]
+    n_bytes: np.ndarray | None  # UTF-8 bytes of each document's text; None: the shard does not record them
 
     @property
     def num_docs(self) -> int:
@@ -140,11 +148,14 @@ class RowGroupTokens:
 
 
 def read_row_group_tokens(shard: pq.ParquetFile, row_group: int, row_filter: RowFilter) -> RowGroupTokens:
-    """Read one row group (only `input_ids` and the filter columns) and keep the selected rows."""
-    table = shard.read_row_group(row_group, columns=[INPUT_IDS, *row_filter.columns])
-    ids = table[INPUT_IDS].combine_chunks()
+    """Read one row group (only `input_ids`, `n_bytes` and the filter columns) and keep the selected rows."""
+    with_bytes = N_BYTES in shard.schema_arrow.names
+    columns = [INPUT_IDS, *row_filter.columns] + ([N_BYTES] if with_bytes else [])
+    table = shard.read_row_group(row_group, columns=columns)
     if row_filter.columns:
-        ids = ids.filter(pa.array(row_filter.mask(table)))
+        table = table.filter(pa.array(row_filter.mask(table)))
+    ids = table[INPUT_IDS].combine_chunks()
     offsets = ids.offsets.to_numpy().astype(np.int64)
     values = ids.values.to_numpy()[offsets[0]:offsets[-1]]
-    return RowGroupTokens(values=values, offsets=offsets - offsets[0])
+    n_bytes = table[N_BYTES].to_numpy() if with_bytes else None
+    return RowGroupTokens(values=values, offsets=offsets - offsets[0], n_bytes=n_bytes)

@@ -29,6 +29,7 @@ window count says which phase, and so which seq_len, comes next).
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,6 +103,15 @@ class ComponentReader:
         if not self.component.shards[shard].add_eos:
             doc = np.append(doc, np.int32(self.eos_id))
         return doc, DocRef(component=self.index, epoch=epoch, shard=shard, row_group=row_group, row=int(order[row]))
+
+    def first_epoch(self) -> Iterator[tuple[np.ndarray, int | None]]:
+        """This consumer's documents of epoch 0, once each in reading order, with the UTF-8 bytes of
+        their text (None: the shard does not record them); an evaluation set is read this way."""
+        for position in range(len(range(self.consumer, len(self.units), self.num_consumers))):
+            tokens, order = self._load(position)
+            for row in range(len(order)):
+                doc, ref = self.doc_at(position, row)
+                yield doc, None if tokens.n_bytes is None else int(tokens.n_bytes[ref.row])
 
     def next_doc(self) -> tuple[np.ndarray, DocRef, int, int]:
         """The next document, where it is from, and its (position, row); empty units are skipped."""

@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if rank == 0:
         print(json.dumps({"out": str(result.out), "steps": result.steps, "tokens": result.tokens,
-                          "final_loss": result.final_loss, "skipped_steps": result.skipped_steps,
+                          "final_loss": result.final_loss, "final_eval": result.final_eval,
+                          "skipped_steps": result.skipped_steps,
                           "checkpoint": str(result.checkpoint) if result.checkpoint else None}))
     return 0
 

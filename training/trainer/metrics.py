@@ -1,5 +1,8 @@
 """Training metrics: `OUT/metrics.jsonl` (one JSON object per step), TensorBoard, console.
 
+A step that evaluated carries `eval/SET/loss` and `eval/SET/bpb` (`training.trainer.evaluation`)
+in its record, so TensorBoard draws them under `eval/`, and the console shows them on a line of their own.
+
 Only rank 0 writes. MFU is achieved model FLOPs per second per device (training FLOPs per
 token from `training.model.flops`, which counts active experts only) over the device's
 peak: `logging.peak_tflops` if set, a table of dense BF16 peaks for known GPUs, or, on a CPU,
@@ -103,6 +106,9 @@ class MetricsLogger:
         else:
             log.info("step %d loss %.4f lr %.2e grad_norm %.3f tokens/s %.0f", record["step"], record["loss"],
                      record["lr"], record["grad_norm"], record["tokens_per_s"])
+        evaluated = {key.removeprefix("eval/"): value for key, value in record.items() if key.startswith("eval/")}
+        if evaluated:
+            log.info("step %d eval %s", record["step"], " ".join(f"{key} {value:.4f}" for key, value in evaluated.items()))
 
     def close(self) -> None:
         for handle in (self._jsonl, self._tb, self._bar):
