@@ -86,9 +86,12 @@ def train(config: TrainConfig, progress=print) -> list[ClassifierSpec]:
     output_dir.mkdir(parents=True, exist_ok=True)
     table = training_table(config)
     train_set = split(table, TRAIN)
+    if train_set.num_rows == 0:
+        raise ValueError(f"the training set has no {TRAIN} rows")
     labels = set(train_set[LABEL].to_pylist())
-    if labels != {POSITIVE, NEGATIVE}:
-        raise ValueError(f"the training split needs both labels hq and cc, has {sorted(labels)}")
+    # fastText learns the labels; a regression head learns the scores (an annotated set may hold one label only)
+    if any(spec.kind == "fasttext" for spec in config.classifiers) and labels != {POSITIVE, NEGATIVE}:
+        raise ValueError(f"the training split needs both labels hq and cc for fastText, has {sorted(labels)}")
     progress(f"training set: {train_set.num_rows} train, {table.num_rows - train_set.num_rows} held out")
     specs = []
     for spec in config.classifiers:
@@ -96,10 +99,12 @@ def train(config: TrainConfig, progress=print) -> list[ClassifierSpec]:
         progress(f"trained {spec.name} ({spec.kind}) -> {specs[-1].path}")
     save_ensemble(specs, output_dir)
     held_out = split(table, TEST)
-    if held_out.num_rows:
+    if set(held_out[LABEL].to_pylist()) == {POSITIVE, NEGATIVE}:  # precision, recall and ROC-AUC need both
         report = evaluate(specs, held_out)
         (output_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
         progress(format_eval(report))
+    elif held_out.num_rows:
+        progress(f"no held-out evaluation: the {held_out.num_rows} held-out documents are all {held_out[LABEL][0]}")
     return specs
 
 

@@ -6,8 +6,8 @@ documentation: reference manuals as positives (`hq`), licence texts, copyright f
 changelogs as negatives (`cc`). Each row gets a binary `label` (fastText) and a 0-5 `score`
 (the regression target of the FineWeb-Edu-style classifier), and a fixed `split`.
 
-LLM annotation (the FineWeb-Edu 0-5 prompt) needs the generation backends of the synthetic
-issue, which do not exist yet; until then scores come from the source's fixed `score`.
+Here scores come from the source's fixed `score`; `classifiers.annotate` makes a set whose
+scores an LLM gave (the FineWeb-Edu 0-5 prompt), with the same columns and split rule.
 """
 
 from __future__ import annotations
@@ -132,13 +132,14 @@ def build_training_set(config: TrainingSetConfig = TrainingSetConfig()) -> pa.Ta
             doc_id = xxhash.xxh3_128_hexdigest(str(path).encode())
             rows.append({ID: doc_id, TEXT: text[: config.max_chars], SOURCE: spec.name,
                          LABEL: spec.label, SCORE: spec.target,
-                         SPLIT: TEST if _unit_hash(doc_id, config.seed) < config.test_fraction else TRAIN})
+                         SPLIT: assign_split(doc_id, config.seed, config.test_fraction)})
             taken += 1
     return pa.Table.from_pylist(rows, schema=TRAINING_SET_SCHEMA)
 
 
-def _unit_hash(doc_id: str, seed: int) -> float:
-    return xxhash.xxh64_intdigest(f"{seed}:{doc_id}".encode()) / 2**64
+def assign_split(doc_id: str, seed: int, test_fraction: float) -> str:
+    """TEST or TRAIN by a hash of the id: fixed for a document, whichever set it is in."""
+    return TEST if xxhash.xxh64_intdigest(f"{seed}:{doc_id}".encode()) / 2**64 < test_fraction else TRAIN
 
 
 def write_training_set(table: pa.Table, path: str | Path) -> None:

@@ -1,4 +1,4 @@
-"""`ccforge classifiers build-training-set | train | eval | score`."""
+"""`ccforge classifiers build-training-set | annotate | train | eval | score`."""
 
 from __future__ import annotations
 
@@ -7,20 +7,36 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flows.errors import UserError
 
+if TYPE_CHECKING:  # the command line imports torch and the backends only in the commands that need them
+    from classifiers.annotate import AnnotateConfig
+
 TRAIN_EXAMPLE = "examples/classifiers.yaml"
+ANNOTATE_EXAMPLE = "examples/annotate.yaml"
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], None]]:
-    group = subparsers.add_parser("classifiers", help="quality classifiers: training set, train, eval, score")
+    group = subparsers.add_parser("classifiers", help="quality classifiers: training set, LLM annotation, train, eval, score")
     commands = group.add_subparsers(dest="classifiers_command", required=True, metavar="SUBCOMMAND")
 
     build = commands.add_parser("build-training-set", help="labelled documents from named local sources")
     build.add_argument("config", nargs="?", help=f"YAML with a training_set section (see {TRAIN_EXAMPLE})")
     build.add_argument("--output", required=True, help="training set file (.parquet or .jsonl)")
     build.add_argument("--max-docs-per-source", type=int, help="documents sampled from each source")
+
+    annotate = commands.add_parser(
+        "annotate", help="0-5 educational-value scores from a language model (local or server): a training set",
+        description="Score documents with a FineWeb-Edu-style prompt through the rephrase backends and write a "
+                    "training set (text, label, score, split) for an embedding regression head. Resumable.")
+    annotate.add_argument("config", help=f"YAML annotate config (see {ANNOTATE_EXAMPLE})")
+    annotate.add_argument("--input", nargs="+", required=True, help="JSONL/Parquet files, directories or globs with id, text")
+    annotate.add_argument("--output", required=True,
+                          help="directory for chunks/, training_set.parquet and stats.json (rerun: finished chunks are kept)")
+    annotate.add_argument("--max-docs", type=int, help="annotate the first N documents only")
+    annotate.add_argument("--max-new-tokens", type=int, help="cap every answer (quick runs)")
 
     train = commands.add_parser("train", help="train the configured classifiers and evaluate them on held-out data")
     train.add_argument("config", help=f"YAML training config (see {TRAIN_EXAMPLE})")
@@ -44,7 +60,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> dict[str, Callable[[
 
 
 def cmd_classifiers(args: argparse.Namespace) -> None:
-    {"build-training-set": cmd_build_training_set, "train": cmd_train, "eval": cmd_eval,
+    {"build-training-set": cmd_build_training_set, "annotate": cmd_annotate, "train": cmd_train, "eval": cmd_eval,
      "score": cmd_score}[args.classifiers_command](args)
 
 
@@ -62,6 +78,25 @@ def cmd_build_training_set(args: argparse.Namespace) -> None:
     for (source, label, split), n in sorted(counts.items()):
         print(f"  {source:<20} {label}  {split:<5} {n:>6}")
     print(f"{table.num_rows} documents -> {args.output}")
+
+
+def load_annotate_config(path: str | Path, **overrides: object) -> AnnotateConfig:
+    """An annotate YAML (`classifiers.annotate.AnnotateConfig` one to one) with overrides, validated."""
+    from classifiers.annotate import AnnotateConfig
+    from flows.errors import ConfigError
+    from training.yaml_config import load_config
+
+    return load_config(AnnotateConfig, path, overrides, ConfigError)
+
+
+def cmd_annotate(args: argparse.Namespace) -> None:
+    from flows.engine.annotate import run_annotation
+
+    config = load_annotate_config(args.config, max_docs=args.max_docs, max_new_tokens=args.max_new_tokens)
+    run_annotation(config, args.input, args.output)
+    print(f"training set: {Path(args.output) / 'training_set.parquet'}  counts: {Path(args.output) / 'stats.json'}")
+    print("train a regression head on it: `ccforge classifiers train` with data: set to that file and a classifier "
+          "of kind embedding")
 
 
 def cmd_train(args: argparse.Namespace) -> None:

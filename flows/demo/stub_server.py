@@ -2,7 +2,8 @@
 
 It speaks `/v1/chat/completions` and `/v1/completions` on 127.0.0.1, answers every request
 deterministically (the task's opening line, found in the prompt, then words of the prompt's
-text; question-answer lines when the prompt asks for questions), honours `max_tokens`
+text; question-answer lines when the prompt asks for questions; a line "Educational score: N",
+N a hash of the prompt, when it asks for one), honours `max_tokens`
 (counting words as tokens) and vLLM's `continue_final_message`, and can inject faults in the
 order requests arrive: an HTTP status such as "429" (with Retry-After), "500" or "503", or "slow"
 (answers after `slow_s`).
@@ -17,6 +18,7 @@ import json
 import re
 import threading
 import time
+import zlib
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -76,7 +78,9 @@ def answer(prompt: str, max_tokens: int, continue_final: str | None) -> tuple[st
     opening = match.group(1) if match else ""
     text_part = prompt.split("Text:", 1)[-1] if "Text:" in prompt else prompt.split("Passage:", 1)[-1]
     words = [w for w in text_part.split() if w.isalpha()] or ["text"]
-    if "question" in opening.lower():
+    if "Educational score:" in prompt:  # an annotation prompt (classifiers.annotate): a score that is noise
+        body = f"{' '.join(words[:12])}.\nEducational score: {zlib.crc32(prompt.encode()) % 6}"
+    elif "question" in opening.lower():
         sentences = [" ".join(words[i:i + 8]) for i in range(0, min(len(words), 64), 8)]
         body = "\n".join(f"- Question: What does the text say about {s.split()[0]}? Answer: It says {s}."
                          for s in sentences)

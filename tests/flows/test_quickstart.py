@@ -18,6 +18,11 @@ def test_quickstart_runs_from_crawl_to_an_exported_model(quickstart_run):
         assert stage["docs_in"] == stage["docs_out"] + sum(stage["dropped"].values())
     curated = pq.read_table(workdir / "curation" / "curated")
     assert curated.num_rows == stages[-2]["docs_out"] > 0
+    # three classifiers, the third trained on annotations (the stub server's noise scores)
+    ensemble = json.loads((workdir / "classifiers" / "ensemble.json").read_text())["classifiers"]
+    assert [c["name"] for c in ensemble] == ["fasttext_hq", "edu_minilm", "edu_llm"]
+    assert json.loads((workdir / "annotate" / "stats.json").read_text())["annotated"] == 128
+    assert {"score_edu_llm", "bucket_edu_llm"} <= set(curated.column_names)
     synthetic = pq.read_table(sorted((workdir / "curation" / "rephrase").glob("part-*.parquet")))
     assert synthetic.num_rows == stages[-1]["docs_out"] > 0
     assert set(synthetic["parent_id"].to_pylist()) <= set(curated["id"].to_pylist())
