@@ -9,6 +9,7 @@ so rerunning the pipeline after a crash continues where it stopped.
     WORKDIR/train.yaml   the training config the pipeline wrote (the mixture filled in)
     WORKDIR/train/       checkpoints/, metrics.jsonl, tensorboard/
     WORKDIR/model-hf/    the exported NemotronH model and its tokenizer
+    WORKDIR/model-hf/lm-eval-results.json   with an evaluation section: `ccforge eval` of the model
     WORKDIR/ablation/    with an ablation section: proxy models on variants of the mixture (flows.ablate)
     WORKDIR/report.html  the run report (`ccforge report WORKDIR`), report.md and report-images/
 """
@@ -26,6 +27,8 @@ from curation.stage import StageStats
 from flows.ablate import AblationResult, ablate
 from flows.build_mixture import MixtureBuild, build_mixture
 from flows.config.ablate import AblationConfig
+from flows.config.evaluation import EvaluationSection
+from flows.evaluate import evaluate_model
 from flows.config.curate import CurateConfig
 from flows.curate import curate
 from flows.engine.stage_dir import stage_finished
@@ -51,6 +54,7 @@ class PipelineResult:
     training: PretrainResult
     report: Path  # WORKDIR/report.html (report.md beside it)
     ablation: AblationResult | None = None
+    evaluation: Path | None = None  # WORKDIR/model-hf/lm-eval-results.json
 
 
 def train_config(settings: TrainingSettings, mixture: Path, workdir: Path) -> dict[str, Any]:
@@ -69,7 +73,7 @@ def train_config(settings: TrainingSettings, mixture: Path, workdir: Path) -> di
 
 @flow(name="pipeline", log_prints=True, validate_parameters=False)  # configs arrive validated
 def pipeline(curate_config: CurateConfig, workdir: str | Path, training: TrainingSettings | None = None,
-             ablation: AblationConfig | None = None) -> PipelineResult:
+             ablation: AblationConfig | None = None, evaluation: EvaluationSection | None = None) -> PipelineResult:
     training = training or TrainingSettings()
     workdir = Path(workdir)
     mixture = workdir / "data" / "mixture.yaml"
@@ -86,7 +90,10 @@ def pipeline(curate_config: CurateConfig, workdir: str | Path, training: Trainin
     config_path = workdir / "train.yaml"
     config_path.write_text(yaml.safe_dump(train_mapping, sort_keys=False))
     result = pretrain(str(config_path), nproc=training.nproc, export_to=str(workdir / "model-hf"))
+    evaluated = evaluate_model(result.hf_dir, evaluation, curated=curated / "curated",
+                               holdout=train_cfg.eval.holdout) if evaluation else None
     ablated = ablate(ablation) if ablation else None  # proxy models on variants of the mixture just built
     report = write_run_report(workdir)
     publish_report_artifact(report["markdown"])
-    return PipelineResult(curation=stats, mixture=built, training=result, report=report["html"], ablation=ablated)
+    return PipelineResult(curation=stats, mixture=built, training=result, report=report["html"], ablation=ablated,
+                          evaluation=evaluated)

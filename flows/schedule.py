@@ -37,7 +37,7 @@ def pipeline_from_file(config_path: str) -> str:
     from flows.pipeline import pipeline
 
     config = load_pipeline_config(config_path)
-    return str(pipeline(config.curate, config.workdir, config.training, config.ablation).report)
+    return str(pipeline(config.curate, config.workdir, config.training, config.ablation, config.evaluation).report)
 
 
 def serve_schedule(config_path: str | Path, *, flow_name: str = "curate", cron: str | None = None,

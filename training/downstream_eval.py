@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+RESULTS_NAME = "lm-eval-results.json"  # beside the model, unless told otherwise
 TEXT_COLUMN = "text"
 _BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}  # file suffix -> `datasets` builder
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")

@@ -8,9 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from flows.errors import UserError
-from training.downstream_eval import DTYPES
-
-RESULTS_NAME = "lm-eval-results.json"
+from training.downstream_eval import DTYPES, RESULTS_NAME
 
 
 def add_commands(commands: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], None]]:

@@ -41,11 +41,13 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
     config = load_pipeline_config(args.config, workdir=args.workdir)
     resolve_inputs(config.curate)  # a bad config or a missing input fails here, before any server or cluster starts
     with command_api():
-        result = pipeline(config.curate, config.workdir, config.training, config.ablation)
+        result = pipeline(config.curate, config.workdir, config.training, config.ablation, config.evaluation)
     training = result.training
     print(f"curated: {config.curate.workdir}/curated  mixture: {result.mixture.mixture}")
     print(f"training: {training.run_dir} ({training.steps} steps, loss {training.first_loss:.3f} -> "
           f"{training.final_loss:.3f})  model: {training.hf_dir}  report: {result.report}")
+    if result.evaluation:
+        print(f"downstream evaluation: {result.evaluation}")
     if result.ablation:
         print(f"ablation: {result.ablation.out / 'ablation.json'}  report: {result.ablation.report}")
 

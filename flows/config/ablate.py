@@ -34,7 +34,7 @@ class VariantSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     mixture: str | None = None  # a mixture YAML of its own (e.g. another curate config's tokens)
-    weights: dict[str, float] | None = None  # the base mixture's components reweighted; a missing one is left out
+    weights: dict[str, float] | None = None  # the base mixture's components reweighted; a missing one gets 0
 
     @model_validator(mode="after")
     def _one_source(self) -> VariantSpec:
@@ -80,7 +80,9 @@ class AblationConfig(BaseModel):
 
 def variant_mixture(config: AblationConfig, name: str) -> dict[str, Any]:
     """The mixture mapping variant `name` trains on. A reweighted base keeps the base's seq_len, seed
-    and component filters; its phases give way to the one blend."""
+    and every component with its filters (those left out at weight 0: never trained on, but their
+    held-out documents are still evaluation sets, so every variant of the base is evaluated on the
+    same sets); its phases give way to the one blend."""
     variant = config.variants[name]
     path = variant.mixture or config.mixture
     mixture = yaml.safe_load(Path(path).read_text())
@@ -90,8 +92,7 @@ def variant_mixture(config: AblationConfig, name: str) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"{path}: variant {name!r} weights components {unknown} it does not have "
                           f"(it has {sorted(mixture.get('components', {}))})")
-    components = {c: spec | {"weight": variant.weights[c]} for c, spec in mixture["components"].items()
-                  if variant.weights.get(c, 0) > 0}
+    components = {c: spec | {"weight": variant.weights.get(c, 0.0)} for c, spec in mixture["components"].items()}
     total = sum(spec["weight"] for spec in components.values())
     for spec in components.values():
         spec["weight"] /= total

@@ -4,6 +4,7 @@
     curate:   {...}                  # a curate config (examples/curate.yaml); its workdir: WORKDIR/curation
     training: {vocab_size, seq_len, nproc, train: {...}}   # train: `ccforge train` fields (examples/train.yaml)
     ablation: {seeds, variants, train}   # optional: proxy models on variants of the pipeline's mixture
+    evaluation: {text_sets, tasks, include_paths, limit}   # optional: `ccforge eval` of the exported model
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flows.config.ablate import PER_RUN_FIELDS, AblationConfig, VariantSpec
 from flows.config.curate import CurateConfig
+from flows.config.evaluation import EvaluationSection
 from flows.errors import ConfigError
 from flows.pipeline import TrainingSettings
 from training.trainer.config import TrainConfig
@@ -50,6 +52,7 @@ class PipelineSection(BaseModel):
     curate: dict[str, Any] = Field(default_factory=dict)  # a curate config (see the curate section)
     training: TrainingSection = Field(default_factory=TrainingSection)
     ablation: AblationSection | None = None  # proxy-model ablations after training (WORKDIR/ablation)
+    evaluation: EvaluationSection | None = None  # downstream evaluation of WORKDIR/model-hf
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class PipelineConfig:
     curate: CurateConfig
     training: TrainingSettings
     ablation: AblationConfig | None = None  # its mixture is WORKDIR/data/mixture.yaml, made by the pipeline
+    evaluation: EvaluationSection | None = None
 
 
 def load_pipeline_config(path: str | Path, **overrides: object) -> PipelineConfig:
@@ -72,7 +76,8 @@ def load_pipeline_config(path: str | Path, **overrides: object) -> PipelineConfi
     training = TrainingSettings(vocab_size=section.training.vocab_size, seq_len=section.training.seq_len,
                                 train=section.training.train, nproc=section.training.nproc)
     return PipelineConfig(workdir=workdir, curate=curate, training=training,
-                          ablation=_ablation(section, path) if section.ablation else None)
+                          ablation=_ablation(section, path) if section.ablation else None,
+                          evaluation=section.evaluation)
 
 
 def _ablation(section: PipelineSection, path: str | Path) -> AblationConfig:

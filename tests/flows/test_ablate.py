@@ -49,7 +49,8 @@ def test_variants_reweight_the_base_or_bring_their_own(tmp_path: Path, base_mixt
     config = load_ablation_config(write_config(tmp_path, base_mixture, variants={
         "reweighted": {"weights": {"postgres": 3, "high": 1, "handbook": 0}}, "base": {}, "own": {"mixture": str(own)}}))
     reweighted = variant_mixture(config, "reweighted")
-    assert {name: c["weight"] for name, c in reweighted["components"].items()} == {"postgres": 0.75, "high": 0.25}
+    assert {name: c["weight"] for name, c in reweighted["components"].items()} == {
+        "handbook": 0.0, "postgres": 0.75, "high": 0.25}  # kept at 0: its held-out documents stay an evaluation set
     assert reweighted["components"]["high"]["quality_levels"] == ["high"] and reweighted["seq_len"] == 64
     assert variant_mixture(config, "base") == yaml.safe_load(base_mixture.read_text())
     assert variant_mixture(config, "own")["seed"] == 9
@@ -138,9 +139,11 @@ def test_a_pipeline_ablation_runs_on_the_pipelines_own_mixture(tmp_path: Path) -
 
 
 @pytest.mark.slow
-def test_the_pipeline_runs_its_ablation_and_reports_it(sample_crawl: Path, tmp_path: Path) -> None:
-    """Without classify every document is low quality: `full` and `low-only` are the same mixture,
-    so each seed gives both variants the same model, and the two seeds give two."""
+def test_the_pipeline_evaluates_and_runs_its_ablation(sample_crawl: Path, tmp_path: Path) -> None:
+    """Training holds a fifth of the documents out and evaluates them; `ccforge eval` scores the
+    exported model on the curated documents held out (bits per byte). Without classify every
+    document is low quality: `full` and `low-only` are the same mixture, so each seed gives both
+    variants the same model (and the same held-out metrics), and the two seeds give two."""
     from ccforge_processes import MODEL_FREE_STAGES, run_ccforge
 
     config = tmp_path / "pipeline.yaml"
@@ -148,17 +151,24 @@ def test_the_pipeline_runs_its_ablation_and_reports_it(sample_crawl: Path, tmp_p
         "curate": {"inputs": [{"path": str(sample_crawl)}], "stages": MODEL_FREE_STAGES.split(","),
                    "dask": {"workers": 1}},
         "training": {"vocab_size": 512, "seq_len": 64, "train": TRAIN | {
-            "model": {"preset": "tiny"}, "batch": {"global_batch_tokens": 1024, "micro_batch_size": 8}}},
+            "model": {"preset": "tiny"}, "batch": {"global_batch_tokens": 1024, "micro_batch_size": 8},
+            "eval": {"holdout": 0.2, "every_steps": 2, "windows": 4}}},
+        "evaluation": {"limit": 6, "batch_size": 2},
         "ablation": {"seeds": [1, 2], "train": {"max_steps": 2},
                      "variants": {"full": {}, "low-only": {"weights": {"low-quality": 1.0}}}}}))
     workdir = tmp_path / "work"
     done = run_ccforge(["pipeline", str(config), "--workdir", str(workdir)], cwd=tmp_path, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert f"ablation: {workdir / 'ablation' / 'ablation.json'}" in done.stdout
+    downstream = json.loads((workdir / "model-hf" / "lm-eval-results.json").read_text())
+    assert 0 < downstream["results"]["held-out"]["bits_per_byte,none"] < 20
+    assert (workdir / "eval" / "held-out.parquet").is_file()
     runs = json.loads((workdir / "ablation" / "ablation.json").read_text())["runs"]
     loss = {(r["variant"], r["seed"]): r["metrics"]["train/loss"] for r in runs}
     assert [r["tokens"] for r in runs] == [2048] * 4
     assert loss["full", 1] == loss["low-only", 1] and loss["full", 2] == loss["low-only", 2]
     assert loss["full", 1] != loss["full", 2]
+    held_out = {(r["variant"], r["seed"]): r["metrics"]["eval/low-quality/bpb"] for r in runs}
+    assert held_out["full", 1] == held_out["low-only", 1] and held_out["full", 1] != held_out["full", 2]
     report = (workdir / "report.md").read_text()
     assert "## Ablation" in report and "| low-only | 2 | 2,048 |" in report
