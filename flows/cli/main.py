@@ -172,10 +172,12 @@ def cmd_sample_corpus(args: argparse.Namespace) -> None:
 
 #: The quick start's training tail: the tiny preset for 60 steps of 4,096 tokens (about a
 #: minute on 2 CPU cores), enough to see the loss fall; the tokenizer is trained on the curated text.
+#: A tenth of every mixture component's documents is held out, and 8 windows of each are evaluated
+#: every 20 steps: a few seconds in all.
 QUICKSTART_TRAINING = {"vocab_size": 4096, "seq_len": 256, "train": {
     "model": {"preset": "tiny"}, "batch": {"global_batch_tokens": 4096, "micro_batch_size": 8},
     "schedule": {"warmup_steps": 6}, "max_steps": 60, "checkpoint": {"every_steps": 20, "keep_last": 2},
-    "logging": {"progress_bar": False}}}
+    "logging": {"progress_bar": False}, "eval": {"holdout": 0.1, "every_steps": 20, "windows": 8, "batch_size": 8}}}
 
 
 #: The quick start cuts repeated spans of 200 bytes (about 50 GPT-2 tokens of English): its
@@ -185,8 +187,9 @@ QUICKSTART_SUBSTRING_DEDUP = {"min_bytes": 200}
 
 def cmd_quickstart(args: argparse.Namespace) -> None:
     from classifiers.stage import ClassifyConfig
-    from classifiers.train import quickstart_train_config, train
+    from classifiers.train import quickstart_train_config, save_ensemble, train
     from flows.demo.sample_crawl import build_sample_corpus
+    from flows.engine.annotate import quickstart_annotated_classifier
     from flows.config.curate import load_curate_config
     from flows.pipeline import TrainingSettings, pipeline
     from flows.engine.rephrase import quickstart_rephrase
@@ -199,6 +202,10 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
     print(report.summary())
     print("\ntraining the quality classifiers on local reference documentation vs licence/changelog text ...")
     specs = train(quickstart_train_config(workdir / "classifiers"))
+    print("\nthe third classifier: 0-5 scores from an annotator (here the stub OpenAI-compatible server, so the "
+          "scores are noise: a hash of each prompt) and a regression head trained on them ...")
+    specs.append(quickstart_annotated_classifier(workdir / "classifiers", workdir))
+    save_ensemble(specs, workdir / "classifiers")
     print("\nbuilding a tiny demo language model for the rephrase stage (it proves the plumbing; "
           "its text carries no meaning) ...")
     rephrase = quickstart_rephrase(workdir / "classifiers", workdir / "rephrase-model")
@@ -212,7 +219,8 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
     training = result.training
     print(f"\nquickstart finished in {time.perf_counter() - started:.0f} s")
     print(f"  sample crawl (WARC):   {crawl_dir}")
-    print(f"  quality classifiers:   {workdir / 'classifiers'}")
+    print(f"  quality classifiers:   {workdir / 'classifiers'}  ({', '.join(s.name for s in specs)})")
+    print(f"  annotated set:         {workdir / 'annotate'}  (edu_llm's scores: the stub server's, noise)")
     print(f"  curated Parquet:       {workdir / 'curation' / 'curated'}")
     print(f"  synthetic (rephrase):  {workdir / 'curation' / 'rephrase'}  (demo model: {workdir / 'rephrase-model'})")
     print(f"  funnel and languages:  {workdir / 'curation' / 'report.md'}")
@@ -272,12 +280,11 @@ def _plan_setup_from_yaml(args: argparse.Namespace) -> tuple[str, HybridConfig, 
     cfg = load_train_config(args.config, {"batch.micro_batch_size": args.micro_batch,
                                           "precision.recipe": args.precision})
     seq_len = args.seq_len or load_mixture(cfg.data.mixture).seq_len
-    # parallel.expert_parallel arrives with expert parallelism; a config without it has none
-    expert_parallel = args.expert_parallel or getattr(cfg.parallel, "expert_parallel", 1)
     setup = PlanSetup(world_size=args.gpus, seq_len=seq_len, micro_batch=cfg.batch.micro_batch_size,
                       grad_accum=args.grad_accum or grad_accum_steps(cfg, seq_len=seq_len, world_size=args.gpus),
-                      expert_parallel=expert_parallel, param_dtype=cfg.parallel.param_dtype,
-                      reduce_dtype=cfg.parallel.reduce_dtype, precision=cfg.precision.recipe, ssd_scan=args.ssd_scan)
+                      expert_parallel=args.expert_parallel or cfg.parallel.expert_parallel,
+                      param_dtype=cfg.parallel.param_dtype, reduce_dtype=cfg.parallel.reduce_dtype,
+                      precision=cfg.precision.recipe, ssd_scan=args.ssd_scan)
     return f"{args.config} ({cfg.model.init_from or cfg.model.preset})", cfg.model.hybrid_config(), setup
 
 

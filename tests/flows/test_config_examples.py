@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from flows.cli.classifiers import load_annotate_config
 from flows.cli.rephrase import load_rephrase_config
 from flows.config.ablate import load_ablation_config
 from flows.config.classifiers import load_classifiers_config
@@ -19,7 +20,7 @@ from training.yaml_config import merge_overrides
 EXAMPLES = Path(__file__).parents[2] / "examples"
 LOADERS = {"curate.yaml": load_curate_config, "classifiers.yaml": load_classifiers_config, "mixture.yaml": load_mixture,
            "train.yaml": load_train_config, "pipeline.yaml": load_pipeline_config, "rephrase.yaml": load_rephrase_config,
-           "long-context.yaml": load_train_config, "long-context-mixture.yaml": load_mixture,
+           "long-context.yaml": load_train_config, "annotate.yaml": load_annotate_config, "long-context-mixture.yaml": load_mixture,
            "nemotron-cc.yaml": load_curate_config, "nemotron-cc-mixture.yaml": load_mixture,
            # its base mixture is the quick start's output
            "ablation.yaml": lambda path: load_ablation_config(path, check_mixtures=False)}

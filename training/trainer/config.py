@@ -97,12 +97,21 @@ class ScheduleSection(_Section):
 
 
 class ParallelSection(_Section):
-    """FSDP2 and compilation, applied from outside the model."""
+    """FSDP2, expert parallelism and compilation, applied from outside the model."""
 
     param_dtype: Literal["bf16", "fp32"] = "bf16"  # FSDP2 compute dtype of parameters
     reduce_dtype: Literal["bf16", "fp32"] = "fp32"  # gradient reduce-scatter dtype
+    #: ranks that split every MoE layer's routed experts between them (tokens travel by all-to-all);
+    #: must divide the world size and n_routed_experts. 1: every rank holds all experts (FSDP only)
+    expert_parallel: int = Field(default=1, ge=1)
     activation_checkpointing: bool = False  # recompute each block's activations in the backward pass
     compile: bool = False  # torch.compile each block
+
+    def check_world_size(self, world_size: int) -> None:
+        """Expert parallel groups must tile the ranks (the world size is known only at launch)."""
+        if world_size % self.expert_parallel:
+            raise TrainConfigError(f"parallel.expert_parallel {self.expert_parallel} must divide the world size "
+                                   f"{world_size}")
 
 
 class CheckpointSection(_Section):
@@ -121,6 +130,39 @@ class LoggingSection(_Section):
     peak_tflops: float | None = Field(default=None, gt=0)  # per device, for MFU; None: looked up / measured
 
 
+class EvalSection(_Section):
+    """Held-out evaluation: loss and bits per byte on fixed windows of each set, every
+    `every_steps` and at the last step; off when there are no sets."""
+
+    #: share of every mixture component's documents held out (by a hash of the id) and never
+    #: trained on: one evaluation set per component, named after it
+    holdout: float | None = Field(default=None, gt=0, lt=1)
+    sets: dict[str, list[str]] = Field(default_factory=dict)  # set name -> globs of token shards (a single string is accepted)
+    every_steps: int = Field(default=100, gt=0)  # evaluate every this many optimizer steps (and at the last)
+    #: per set: the first this many windows of the mixture's seq_len, the same every time (fewer if the set is smaller)
+    windows: int = Field(default=32, gt=0)
+    batch_size: int = Field(default=4, gt=0)  # windows per forward pass on each rank
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_path(cls, data: object) -> object:
+        if isinstance(data, dict) and isinstance(data.get("sets"), dict):
+            return data | {"sets": {name: [paths] if isinstance(paths, str) else paths
+                                    for name, paths in data["sets"].items()}}
+        return data
+
+    @model_validator(mode="after")
+    def _named_sets(self) -> EvalSection:
+        for name, paths in self.sets.items():
+            if not name or not paths:
+                raise ValueError(f"sets: every set needs a name and at least one path (set {name!r}: {paths})")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.holdout is not None or bool(self.sets)
+
+
 class TrainConfig(_Section):
     """`ccforge train`: the model, its data and every knob of the run."""
 
@@ -133,10 +175,25 @@ class TrainConfig(_Section):
     parallel: ParallelSection = Field(default_factory=ParallelSection)
     checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
+    eval: EvalSection = Field(default_factory=EvalSection)
     max_steps: int = Field(default=100, gt=0)  # optimizer steps of the whole run
     max_skipped_steps: int = Field(default=5, ge=0)  # abort after this many non-finite steps in a row
     seed: int = 1234  # of the initialisation and the data order
     out: str = "runs/train"  # the run directory: checkpoints, metrics, logs
+
+    @model_validator(mode="after")
+    def _experts_split_evenly(self) -> TrainConfig:
+        ep = self.parallel.expert_parallel
+        if ep == 1:
+            return self
+        model = self.model.hybrid_config()
+        if "E" not in model.pattern + model.mtp_pattern * model.num_nextn_predict_layers:
+            raise ValueError(f"parallel.expert_parallel: {ep} needs a model with MoE layers ({model.pattern!r} "
+                             "has none); set it to 1")
+        if model.n_routed_experts % ep:
+            raise ValueError(f"parallel.expert_parallel: {ep} must divide the model's n_routed_experts "
+                             f"{model.n_routed_experts}")
+        return self
 
 
 def grad_accum_steps(cfg: TrainConfig, *, seq_len: int, world_size: int, micro_batch_size: int | None = None,

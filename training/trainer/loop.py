@@ -12,7 +12,8 @@ reductions of earlier micro-batches).
 host can queue the next step's kernels while the device runs this one: the loss weights are
 device tensors, a non-finite step is skipped by fused AdamW itself (`found_inf`), and the
 router-bias update is masked on the device. `train_step` then copies the step's numbers for
-the log in one transfer.
+the log in one transfer. (With `parallel.expert_parallel` > 1 every MoE layer reads its
+all-to-all sizes on the host: expert_parallel.py.)
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from typing import Any
 
 import torch
 import yaml
-from torch import nn
 
 from training.data import MixturePlan, build_loader
 from training.model.balancing import moe_layers, update_router_bias
@@ -37,6 +37,8 @@ from training.precision import set_forward_bf16
 from training.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from training.trainer.config import TrainConfig, TrainConfigError, batch_schedule
 from training.trainer.distributed import DistInfo, all_reduce_sum, close_distributed, init_distributed
+from training.trainer.evaluation import Evaluator, build_evaluator
+from training.trainer.expert_parallel import clip_grad_norm_
 from training.trainer.metrics import MetricsLogger, peak_tflops
 from training.trainer.optim import build_optimizer, build_scheduler
 from training.trainer.parallel import build_model
@@ -56,6 +58,7 @@ class TrainResult:
     final_loss: float | None
     skipped_steps: int
     checkpoint: Path | None
+    final_eval: dict[str, float]  # eval/SET/loss and eval/SET/bpb of the last evaluation ({} without one)
 
 
 @dataclass
@@ -98,11 +101,17 @@ class Trainer:
         self.model_cfg = cfg.model.hybrid_config()
         budget = cfg.data.tokens or cfg.max_steps * cfg.batch.global_batch_tokens
         self.loader = build_loader(cfg.data.mixture, batch_size=cfg.batch.micro_batch_size, rank=self.dist.rank,
-                                   world_size=self.dist.world_size, num_workers=cfg.data.num_workers, tokens=budget)
+                                   world_size=self.dist.world_size, num_workers=cfg.data.num_workers, tokens=budget,
+                                   holdout=cfg.eval.holdout)
         tokenizer = check_vocabulary(self.loader.dataset.plan, self.model_cfg)
         self.checkpoint_meta = {"model_config": asdict(self.model_cfg), "train_config": cfg.model_dump(mode="json"),
                                 "tokenizer": tokenizer}
         self.batch_schedule = batch_schedule(cfg, self.loader.dataset.plan, world_size=self.dist.world_size)
+        self.evaluator: Evaluator | None = None
+        if cfg.eval.enabled:
+            self.evaluator = build_evaluator(cfg.eval, self.loader.dataset.plan, dist_info=self.dist,
+                                             vocab_size=self.model_cfg.vocab_size,
+                                             document_boundaries=cfg.data.document_boundaries)
         self.model, self.formats = build_model(cfg, self.model_cfg, self.dist.device)
         self.optimizer = build_optimizer(self.model, cfg.optimizer)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, max_steps=cfg.max_steps,
@@ -146,9 +155,7 @@ class Trainer:
         return dict(zip(names, totals)), step_tokens
 
     def _clip(self) -> torch.Tensor:
-        max_norm = self.cfg.optimizer.grad_clip or float("inf")
-        norm = nn.utils.clip_grad_norm_(self.model.parameters(), max_norm, foreach=True)
-        return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+        return clip_grad_norm_(self.model.parameters(), self.cfg.optimizer.grad_clip or float("inf"))
 
     def _optimizer_step(self, finite: torch.Tensor) -> None:
         """AdamW unless `finite` is false. Fused AdamW takes the decision on the device: with
@@ -215,9 +222,17 @@ class Trainer:
                                meta=self.checkpoint_meta | {"phase": self.loader.phase},
                                keep_last=self.cfg.checkpoint.keep_last)
 
+    def _evaluate(self) -> dict[str, float]:
+        """The eval sets' metrics (the same on every rank) and the seconds they took."""
+        started = time.perf_counter()
+        metrics = self.evaluator.evaluate(self.model)
+        return metrics | {"eval_seconds": time.perf_counter() - started}
+
     def run(self, max_steps: int | None = None) -> TrainResult:
         """Train until `cfg.max_steps` (or stop early after `max_steps` in total, for tests and
-        staged runs); checkpoints every `checkpoint.every_steps` and at the end."""
+        staged runs); checkpoints every `checkpoint.every_steps` and at the end; evaluates every
+        `eval.every_steps` and at `cfg.max_steps` (not at an early stop: a staged run logs what
+        an uninterrupted one does)."""
         cfg, is_main = self.cfg, self.dist.is_main
         stop_at = min(cfg.max_steps, max_steps or cfg.max_steps)
         if is_main:
@@ -238,6 +253,7 @@ class Trainer:
         switch_step = cfg.precision.forward_bf16_from_step(cfg.max_steps)
         batches = iter(self.loader)
         record: dict[str, Any] | None = None
+        final_eval: dict[str, float] = {}
         checkpoint = self.resumed_from
         try:
             while self.state["step"] < stop_at:
@@ -251,7 +267,12 @@ class Trainer:
                 record["seq_len"] = micro_batches[0]["input_ids"].shape[1] - 1
                 record["mfu"] = (record["tokens_per_s"] / self.dist.world_size * self.flops_per_token[record["seq_len"]]
                                  / (peak * 1e12))
-                if record["step"] % cfg.logging.every_steps == 0 or record["step"] == stop_at:
+                evaluate = self.evaluator is not None and (record["step"] % cfg.eval.every_steps == 0
+                                                           or record["step"] == cfg.max_steps)
+                if evaluate:
+                    record |= self._evaluate()
+                    final_eval = {k: v for k, v in record.items() if k.startswith("eval/")}
+                if record["step"] % cfg.logging.every_steps == 0 or record["step"] == stop_at or evaluate:
                     metrics.log(record)
                 if record["step"] % cfg.checkpoint.every_steps == 0 or record["step"] == stop_at:
                     checkpoint = self._save()
@@ -259,7 +280,7 @@ class Trainer:
             metrics.close()
         return TrainResult(out=self.out, steps=self.state["step"], tokens=self.state["tokens"],
                            final_loss=None if record is None else record["loss"],
-                           skipped_steps=self.state["skipped_total"], checkpoint=checkpoint)
+                           skipped_steps=self.state["skipped_total"], checkpoint=checkpoint, final_eval=final_eval)
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, max_steps: int | None = None) -> TrainResult:
