@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from classifiers.annotate import AnnotateConfig
 from classifiers.train import TrainConfig as ClassifiersTrainConfig
 from flows.config.ablate import AblationConfig
 from flows.config.curate import CurateConfig
@@ -44,6 +45,8 @@ CONFIG_FILES: tuple[tuple[str, str, str, type], ...] = (
     ("pipeline", "`ccforge schedule --flow pipeline CONFIG`", "examples/pipeline.yaml", PipelineSection),
     ("ablation", "`ccforge ablate CONFIG` (overrides: `--out`, `--seeds`, `--nproc`)", "examples/ablation.yaml",
      AblationConfig),
+    ("annotate", "`ccforge classifiers annotate CONFIG` (overrides: `--max-docs`, `--max-new-tokens`)",
+     "examples/annotate.yaml", AnnotateConfig),
 )
 
 #: Free-form mappings whose keys are the fields of another config: listed as a section of their own.
