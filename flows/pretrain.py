@@ -2,8 +2,8 @@
 
 Training runs in its own process group (torchrun, even for one process), so the flow's
 process never holds model memory or torch threads. The run always passes `--resume`: a
-rerun after a crash continues from the newest checkpoint, and a finished run returns at
-once. A non-zero exit fails the flow run with the ranks' last error lines.
+rerun after a crash continues from the newest checkpoint; a run whose newest checkpoint is
+its last step under the same config starts no trainer at all. A non-zero exit fails the flow run with the ranks' last error lines.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.errors import TrainingFailed
 from flows.retry import RETRY_DELAY_SECONDS, retry_if_killed
 from flows.report.summary import last_evaluation, read_metrics
+from training.trainer.checkpoint import finished_checkpoint
 from training.trainer.config import load_train_config
 from training.trainer.launch import LaunchSpec, run_torchrun, torchrun_command
 
@@ -70,8 +71,12 @@ def pretrain(config: str, *, overrides: dict | None = None, nproc: int = 1, expo
     """Train with `ccforge train CONFIG` semantics under torchrun; export the newest checkpoint."""
     overrides = overrides or {}
     cfg = load_train_config(config, overrides)  # a bad config fails before any process starts
-    torchrun_task(config, overrides, nproc)
     run_dir = Path(cfg.out)
+    finished = finished_checkpoint(run_dir / "checkpoints", cfg.model_dump(mode="json"))
+    if finished is None:
+        torchrun_task(config, overrides, nproc)
+    else:
+        print(f"pretrain: {finished} is step {cfg.max_steps} of this config: finished earlier, training skipped")
     summary = training_summary(run_dir)
     create_markdown_artifact(summary_markdown(summary, run_dir), key="training-summary", description="Training")
     hf_dir = export_task(run_dir, Path(export_to)) if export_to else None

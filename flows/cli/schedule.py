@@ -15,6 +15,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> dict[str, Callable[[
                     "A rerun continues where a killed run stopped.")
     run.add_argument("config", help="pipeline YAML (see examples/pipeline.yaml)")
     run.add_argument("--workdir", help="override the config's workdir")
+    run.add_argument("--max-steps", type=int, help="override training.train.max_steps (the mixture is planned for "
+                     "that many steps: a short run of the whole path)")
 
     schedule = subparsers.add_parser(
         "schedule", help="serve a Prefect deployment of curate or pipeline on a cron or interval schedule",
@@ -38,7 +40,7 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
     from flows.engine.stages import resolve_inputs
     from flows.server import command_api
 
-    config = load_pipeline_config(args.config, workdir=args.workdir)
+    config = load_pipeline_config(args.config, **{"workdir": args.workdir, "training.train.max_steps": args.max_steps})
     resolve_inputs(config.curate)  # a bad config or a missing input fails here, before any server or cluster starts
     with command_api():
         result = pipeline(config.curate, config.workdir, config.training, config.ablation, config.evaluation)

@@ -92,7 +92,7 @@ def test_summary_table_and_chart(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_ablate_trains_every_variant_and_seed_and_reruns_nothing(tmp_path: Path, base_mixture: Path,
-                                                                 prefect_api, capsys) -> None:
+                                                                 prefect_api, caplog) -> None:
     config = write_config(tmp_path, base_mixture)
     assert main(["ablate", str(config)]) == 0
     out = tmp_path / "ablation"
@@ -110,8 +110,9 @@ def test_ablate_trains_every_variant_and_seed_and_reruns_nothing(tmp_path: Path,
     assert "| handbook-only | 2 | 1,536 |" in (out / "report.md").read_text()
     assert (out / "report.html").is_file()
 
-    capsys.readouterr()
-    assert main(["ablate", str(config)]) == 0  # every run finished: each pretrain resumes at its last step
+    caplog.clear()
+    assert main(["ablate", str(config)]) == 0  # every run finished: no trainer starts again
+    assert caplog.text.count("finished earlier, training skipped") == 4
     metrics = (out / "runs" / "handbook-only" / "seed-1" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in metrics] == [1, 2, 3]
     assert json.loads((out / "ablation.json").read_text())["runs"] == result["runs"]

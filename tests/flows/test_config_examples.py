@@ -47,8 +47,10 @@ def test_overrides_merge_one_way_in_every_loader() -> None:
     assert mixture.seq_len == 64 and mixture.components == load_mixture(EXAMPLES / "mixture.yaml").components
     train = load_train_config(EXAMPLES / "train.yaml", {"precision.recipe": "fp8", "optimizer": {"lr": 1e-3}})
     assert train.precision.recipe == "fp8" and train.optimizer.lr == 1e-3 and train.optimizer.eps == 1e-8
-    pipeline = load_pipeline_config(EXAMPLES / "pipeline.yaml", workdir="elsewhere")
+    pipeline = load_pipeline_config(EXAMPLES / "pipeline.yaml", **{"workdir": "elsewhere", "training.train.max_steps": 4})
     assert pipeline.workdir == Path("elsewhere") and pipeline.curate.workdir == str(Path("elsewhere") / "curation")
+    assert pipeline.training.train["max_steps"] == 4  # `ccforge pipeline --max-steps 4`
+    assert pipeline.training.train["checkpoint"] == load_pipeline_config(EXAMPLES / "pipeline.yaml").training.train["checkpoint"]
 
 
 def test_merge_rule() -> None:

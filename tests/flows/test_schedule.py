@@ -110,6 +110,9 @@ def test_schedule_and_pipeline_reject_bad_arguments_in_one_line(tmp_path, capsys
     pipeline.write_text(yaml.safe_dump({"training": {"train": {"max_steps": 0}}}))
     assert main(["pipeline", str(pipeline)]) == 2
     assert "training.train.max_steps: Input should be greater than" in capsys.readouterr().err
+    pipeline.write_text(yaml.safe_dump({"workdir": str(tmp_path / "p")}))
+    assert main(["pipeline", str(pipeline), "--max-steps", "-1"]) == 2
+    assert "training.train.max_steps: Input should be greater than" in capsys.readouterr().err
 
 
 def test_example_pipeline_config_is_valid():

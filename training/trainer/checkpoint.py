@@ -53,6 +53,18 @@ def latest_checkpoint(root: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
+def finished_checkpoint(root: str | Path, train_config: dict[str, Any]) -> Path | None:
+    """The newest checkpoint under `root` when it ends the run `train_config` (a TrainConfig's JSON
+    dump) describes: saved at its `max_steps` under that very config. Such a run has nothing left to train, so no trainer needs
+    to start; any other state (an earlier step, a changed config) goes to the trainer."""
+    newest = latest_checkpoint(root)
+    if newest is None:
+        return None
+    meta = json.loads((newest / "meta.json").read_text())
+    same_config = meta.get("train_config") == json.loads(json.dumps(train_config))
+    return newest if same_config and meta["step"] >= train_config["max_steps"] else None
+
+
 def _rng_state() -> dict[str, Any]:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():

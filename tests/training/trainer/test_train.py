@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import training.trainer.checkpoint as checkpoint_module
 from training.model import load_hf
-from training.trainer.checkpoint import read_checkpoint_meta
+from training.trainer.checkpoint import finished_checkpoint, read_checkpoint_meta
 from training.trainer.config import TrainConfigError, load_train_config
 from training.trainer.distributed import close_distributed
 from training.trainer.export import export_hf
@@ -53,6 +53,16 @@ def test_loss_decreases_and_metrics_are_written(trained_run: Path) -> None:
     assert (trained_run / "config.yaml").is_file()
     kept = sorted(p.name for p in (trained_run / "checkpoints").iterdir())
     assert kept == ["step-00000012", "step-00000016"]  # keep_last 2
+
+
+def test_a_finished_run_is_known_by_its_last_checkpoint(trained_run: Path) -> None:
+    """What lets `pretrain` (and so a rerun of an ablation or a pipeline) skip starting a trainer."""
+    config = load_train_config(trained_run / "config.yaml").model_dump(mode="json")
+    checkpoints = trained_run / "checkpoints"
+    assert finished_checkpoint(checkpoints, config) == checkpoints / "step-00000016"
+    assert finished_checkpoint(checkpoints, config | {"max_steps": 20}) is None  # more to train
+    assert finished_checkpoint(checkpoints, config | {"seed": config["seed"] + 1}) is None  # another run
+    assert finished_checkpoint(trained_run / "no-checkpoints", config) is None
 
 
 def test_resume_gives_the_same_losses(train_config, tmp_path: Path) -> None:
