@@ -65,6 +65,15 @@ def finished_checkpoint(root: str | Path, train_config: dict[str, Any]) -> Path 
     return newest if same_config and meta["step"] >= train_config["max_steps"] else None
 
 
+def check_same_holdout(path: str | Path, holdout: float | None) -> None:
+    """Refuse to resume a checkpoint under another `eval.holdout`: the held-out documents, and so
+    the training stream the saved loader position points into, would change mid-run."""
+    saved = (read_checkpoint_meta(path).get("train_config") or {}).get("eval", {}).get("holdout")
+    if saved != holdout:
+        raise ValueError(f"{path}: saved with eval.holdout {saved}, resumed with {holdout}; the held-out documents "
+                         f"would change mid-run: resume with eval.holdout {saved}, or train into another out")
+
+
 def _rng_state() -> dict[str, Any]:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():

@@ -218,6 +218,9 @@ def test_a_resumed_run_logs_the_same_eval_numbers(evaluated, tmp_path: Path) -> 
     train(evaluated("straight"))
     staged = evaluated("staged")
     train(staged, max_steps=3)
+    other_holdout = staged.model_copy(update={"eval": staged.eval.model_copy(update={"holdout": 0.25})})
+    with pytest.raises(ValueError, match=r"step-00000003: saved with eval.holdout None, resumed with 0.25; the held-out"):
+        train(other_holdout, resume=True)
     train(staged, resume=True)
     assert _without_timings(_records(tmp_path / "staged")) == _without_timings(_records(tmp_path / "straight"))
 
