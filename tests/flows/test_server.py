@@ -44,6 +44,14 @@ def _ccforge(home: Path, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
+def _cmdline(process: psutil.Process) -> list[str]:
+    """The command line, or [] for a child that has just exited (a zombie until reaped) or gone."""
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
+
+
 def _wait_gone(pid: int, timeout: float = 20) -> bool:
     try:
         psutil.Process(pid).wait(timeout=timeout)
@@ -116,12 +124,12 @@ def test_a_curate_killed_with_sigkill_leaves_no_prefect_server_behind(home, one_
                 raise AssertionError("curate ended before its first task:\n" + "".join(run.output()))
             assert time.monotonic() < deadline, "timed out waiting for the first task"
             children = psutil.Process(run.process.pid).children()
-            servers = [p for p in children if "server" in p.cmdline() and "prefect" in " ".join(p.cmdline())]
+            servers = [p for p in children if "server" in _cmdline(p) and "prefect" in " ".join(_cmdline(p))]
             time.sleep(0.05)
         os.kill(run.process.pid, signal.SIGKILL)  # the command alone, not its session: nobody stops the server
         run.process.wait()
         assert "for this command only" in run.output()[0]
-        assert all(_wait_gone(server.pid) for server in servers), [s.cmdline() for s in servers if s.is_running()]
+        assert all(_wait_gone(server.pid) for server in servers), [_cmdline(s) for s in servers if s.is_running()]
     finally:
         run.finish(timeout=30)  # the Dask workers that are left
         for server in servers:

@@ -41,6 +41,9 @@ class HybridConfig:
     time_step_min: float = 0.001
     time_step_max: float = 0.1
     time_step_floor: float = 1e-4
+    # dt = softplus(dt + dt_bias) is clamped to this range in the forward pass (time_step_min/max only
+    # set dt_bias at init), as transformers >= 5.25 does; earlier releases clamped at time_step_min
+    time_step_limit: tuple[float, float] = (0.0, float("inf"))
     # MoE (`E`): sigmoid router with score-correction bias, shared expert, optional LatentMoE
     n_routed_experts: int = 8
     num_experts_per_tok: int = 2
@@ -71,6 +74,8 @@ class HybridConfig:
                 f"num_attention_heads={self.num_attention_heads} must be a multiple of "
                 f"num_key_value_heads={self.num_key_value_heads}"
             )
+        if not 0.0 <= self.time_step_limit[0] <= self.time_step_limit[1]:
+            raise ValueError(f"time_step_limit={self.time_step_limit}: use (low, high) with 0 <= low <= high")
         if self.mamba_num_heads % self.n_groups:
             raise ValueError(f"mamba_num_heads={self.mamba_num_heads} must be a multiple of n_groups={self.n_groups}")
         self._check_moe()

@@ -28,6 +28,7 @@ _KIND_OF = {v: k for k, v in _TYPE_OF.items()} | {"mamba": "M", "attention": "*"
 _LEGACY_NAMES = {
     "mamba_n_groups": "n_groups", "mamba_d_conv": "conv_kernel", "mamba_chunk_size": "chunk_size",
     "mamba_dt_min": "time_step_min", "mamba_dt_max": "time_step_max", "mamba_dt_init_floor": "time_step_floor",
+    "mamba_dt_limit": "time_step_limit",
     "mamba_conv_bias": "use_conv_bias",
 }
 # fields that are ccforge training knobs, not part of a HF config
@@ -52,6 +53,13 @@ def hf_config_dict(cfg: HybridConfig, dtype: torch.dtype = torch.float32) -> dic
         "expand": cfg.d_inner // cfg.hidden_size or 1,
         "dtype": str(dtype).removeprefix("torch."),
     }
+
+
+def _special_float(obj: dict[str, Any]) -> Any:
+    """transformers >= 5.25 writes inf/nan as {"__float__": "Infinity"} (PreTrainedConfig._encode_special_floats)."""
+    if obj.keys() == {"__float__"} and obj["__float__"] in ("Infinity", "-Infinity", "NaN"):
+        return float(obj["__float__"].replace("Infinity", "inf"))
+    return obj
 
 
 def config_from_hf(d: dict[str, Any]) -> HybridConfig:
@@ -98,7 +106,7 @@ def load_hf(path: str | Path, *, dtype: torch.dtype | None = None) -> HybridForC
     """A ccforge model from a NemotronH checkpoint directory (config.json + *.safetensors).
     `dtype` casts floating weights (the router bias stays float32); None keeps the stored dtype."""
     path = Path(path)
-    cfg = config_from_hf(json.loads((path / "config.json").read_text()))
+    cfg = config_from_hf(json.loads((path / "config.json").read_text(), object_hook=_special_float))
     tensors: dict[str, torch.Tensor] = {}
     for shard in sorted(path.glob("*.safetensors")):
         tensors |= load_file(shard)

@@ -1,8 +1,8 @@
 """Mamba-2 mixer with HF NemotronHMamba2Mixer's parameters and numerics.
 
 in_proj -> (z, xBC, dt); depthwise causal conv + SiLU on xBC; split (x, B, C);
-dt = softplus(dt + dt_bias) clamped below at time_step_min (HF sets time_step_limit =
-(time_step_min, inf)); SSD scan; D skip; gated group RMSNorm with z; out_proj.
+dt = softplus(dt + dt_bias) clamped to time_step_limit (as HF's NemotronH since transformers
+5.25: (0, inf) by default); SSD scan; D skip; gated group RMSNorm with z; out_proj.
 
 Shape legend: B batch, T tokens, D hidden, I d_inner (= heads * head dim), X conv channels
 (I + 2 G N), H heads, P head dim, G groups, N state size, K conv kernel width.
@@ -104,7 +104,7 @@ class Mamba2(nn.Module):
         z_BTI, xBC_BTX, dt_BTH = self.in_proj(x_BTD).split([I, cfg.conv_dim, H], dim=-1)
         xBC_BTX = F.silu(causal_conv1d(xBC_BTX, self.conv1d.weight[:, 0], self.conv1d.bias, doc_ids_BT))
         x_BTI, B_BTX, C_BTX = xBC_BTX.split([I, G * N, G * N], dim=-1)
-        dt_BTH = F.softplus(dt_BTH.float() + self.dt_bias.float()).clamp(min=cfg.time_step_min)
+        dt_BTH = F.softplus(dt_BTH.float() + self.dt_bias.float()).clamp(*cfg.time_step_limit)
         A_H = -torch.exp(self.A_log.float())
         x_BTHP = x_BTI.view(bsz, T, H, P)
         y_BTHP = scan(

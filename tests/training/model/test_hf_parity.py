@@ -42,6 +42,23 @@ def test_export_of_fresh_model_with_mtp_round_trips(tmp_path, input_ids):
     assert all(torch.equal(a, b) for a, b in zip(model.mtp.parameters(), again.mtp.parameters()))
 
 
+def test_a_narrow_dt_limit_travels_to_transformers_and_back(tmp_path, input_ids):
+    """time_step_limit clamps dt in the forward pass in both models (transformers >= 5.25 reads it from config)."""
+    cfg = get_preset("tiny", vocab_size=96, time_step_limit=(0.02, 0.05))
+    model = HybridForCausalLM(cfg).eval()
+    save_hf(model, tmp_path)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert tuple(hf.config.time_step_limit) == (0.02, 0.05)
+    hf.save_pretrained(tmp_path / "again")  # written back by transformers, then read by ccforge
+    assert load_hf(tmp_path / "again").cfg.time_step_limit == (0.02, 0.05)
+    with torch.no_grad():
+        logits = model(input_ids).logits
+        torch.testing.assert_close(hf(input_ids).logits, logits, atol=1e-4, rtol=0)
+        unclamped = HybridForCausalLM(get_preset("tiny", vocab_size=96))
+        unclamped.load_state_dict(model.state_dict())
+        assert not torch.allclose(unclamped.eval()(input_ids).logits, logits, atol=1e-3)
+
+
 def test_exported_tiny_model_generates_with_transformers(tmp_path):
     save_hf(HybridForCausalLM(get_preset("tiny")), tmp_path)
     hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
