@@ -58,7 +58,7 @@ def hf_config_dict(cfg: HybridConfig, dtype: torch.dtype = torch.float32) -> dic
 def _special_float(obj: dict[str, Any]) -> Any:
     """transformers >= 5.25 writes inf/nan as {"__float__": "Infinity"} (PreTrainedConfig._encode_special_floats)."""
     if obj.keys() == {"__float__"} and obj["__float__"] in ("Infinity", "-Infinity", "NaN"):
-        return float(obj["__float__"].replace("Infinity", "inf"))
+        return float(obj["__float__"])  # float() parses all three
     return obj
 
 

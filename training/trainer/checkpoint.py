@@ -65,15 +65,6 @@ def finished_checkpoint(root: str | Path, train_config: dict[str, Any]) -> Path 
     return newest if same_config and meta["step"] >= train_config["max_steps"] else None
 
 
-def check_same_holdout(path: str | Path, holdout: float | None) -> None:
-    """Refuse to resume a checkpoint under another `eval.holdout`: the held-out documents, and so
-    the training stream the saved loader position points into, would change mid-run."""
-    saved = (read_checkpoint_meta(path).get("train_config") or {}).get("eval", {}).get("holdout")
-    if saved != holdout:
-        raise ValueError(f"{path}: saved with eval.holdout {saved}, resumed with {holdout}; the held-out documents "
-                         f"would change mid-run: resume with eval.holdout {saved}, or train into another out")
-
-
 def _rng_state() -> dict[str, Any]:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -131,15 +122,21 @@ def save_checkpoint(root: Path, *, step: int, model: torch.nn.Module, optimizer:
 
 
 def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+                    scheduler: Any, holdout: float | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Restore model, optimizer, scheduler and this rank's RNG; returns (trainer state, this
     rank's loader state). The data position is per rank, so the world size must not change;
-    the expert-parallel size may."""
+    the expert-parallel size may. It counts the documents the training side selects, so
+    `eval.holdout` (`holdout`) must not change either."""
     rank, world_size = dist.get_rank(), dist.get_world_size()
-    saved_world_size = read_checkpoint_meta(path)["world_size"]
-    if saved_world_size != world_size:
-        raise ValueError(f"{path}: saved by {saved_world_size} ranks, resumed with {world_size}; the data "
+    meta = read_checkpoint_meta(path)
+    if meta["world_size"] != world_size:
+        raise ValueError(f"{path}: saved by {meta['world_size']} ranks, resumed with {world_size}; the data "
                          "loader's position is per rank, so resume with the same number of processes")
+    saved_holdout = (meta.get("train_config") or {}).get("eval", {}).get("holdout")
+    if saved_holdout != holdout:
+        raise ValueError(f"{path}: saved with eval.holdout {saved_holdout}, resumed with {holdout}; the held-out "
+                         f"documents would change mid-run: resume with eval.holdout {saved_holdout}, or train "
+                         "into another out")
     state: dict[str, Any] = {
         "model": get_model_state_dict(model),
         "optim": get_optimizer_state_dict(model, optimizer),

@@ -34,7 +34,7 @@ from training.model.balancing import moe_layers, update_router_bias
 from training.model.config import HybridConfig
 from training.model.flops import training_flops_per_token
 from training.precision import set_forward_bf16
-from training.trainer.checkpoint import check_same_holdout, latest_checkpoint, load_checkpoint, save_checkpoint
+from training.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from training.trainer.config import TrainConfig, TrainConfigError, batch_schedule
 from training.trainer.distributed import DistInfo, all_reduce_sum, close_distributed, init_distributed
 from training.trainer.evaluation import Evaluator, build_evaluator
@@ -119,9 +119,8 @@ class Trainer:
         self.state: dict[str, Any] = {"step": 0, "tokens": 0, "skipped_total": 0, "skipped_in_row": 0}
         self.resumed_from: Path | None = None
         if resume and (path := latest_checkpoint(self.out / "checkpoints")) is not None:
-            check_same_holdout(path, cfg.eval.holdout)
             self.state, loader_state = load_checkpoint(path, model=self.model, optimizer=self.optimizer,
-                                                       scheduler=self.scheduler)
+                                                       scheduler=self.scheduler, holdout=cfg.eval.holdout)
             self.loader.load_state_dict(loader_state)
             self.resumed_from = path
         self.flops_per_token = {phase.seq_len: training_flops_per_token(self.model_cfg, phase.seq_len)
